@@ -1,0 +1,126 @@
+"""Settings for the test suite. The database comes from ``MAILLOG_TEST_DB``:
+``sqlite`` (default), ``postgres`` or ``mysql`` (see scripts/test)."""
+
+import os
+
+BASE_DIR = os.path.dirname(os.path.abspath(__file__))
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "wagtail_maillog",
+    "tests.testapp",
+    "anymail",
+    "django_q",
+    "django_tables2",
+    "django_filters",
+    "wagtail.contrib.forms",
+    "wagtail.contrib.settings",
+    "wagtail.users",
+    "wagtail.snippets",
+    "wagtail.documents",
+    "wagtail.images",
+    "wagtail.search",
+    "wagtail.admin",
+    "wagtail",
+    "modelcluster",
+    "taggit",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "wagtail_maillog.middleware.MailLogUserMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.debug",
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_db = os.environ.get("MAILLOG_TEST_DB", "sqlite")
+if _db == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "test",
+            "HOST": os.environ.get("MAILLOG_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("MAILLOG_PG_PORT", "5432"),
+            "USER": os.environ.get("MAILLOG_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("MAILLOG_PG_PASSWORD", "postgres"),
+            "TEST": {"NAME": "test_wagtail_maillog"},
+        }
+    }
+elif _db == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "test",
+            "HOST": os.environ.get("MAILLOG_MYSQL_HOST", "127.0.0.1"),
+            "USER": os.environ.get("MAILLOG_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("MAILLOG_MYSQL_PASSWORD", ""),
+            "TEST": {"NAME": "test_wagtail_maillog"},
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(BASE_DIR, "test.sqlite3"),
+            "TEST": {"NAME": os.path.join(BASE_DIR, "test_db.sqlite3")},
+        }
+    }
+
+STATIC_URL = "/static/"
+STATIC_ROOT = os.path.join(BASE_DIR, "static")
+MEDIA_ROOT = os.path.join(BASE_DIR, "media")
+MEDIA_URL = "/media/"
+WAGTAIL_SITE_NAME = "wagtail-maillog tests"
+WAGTAILADMIN_BASE_URL = "http://testserver"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+DEFAULT_FROM_EMAIL = "site@example.com"
+ANYMAIL = {
+    "WEBHOOK_SECRET": "hook:secret",
+    # Signature checks of these ESPs are off in tests: basic auth is the gate.
+    "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-test-signing-key",
+    "POSTMARK_SERVER_TOKEN": "unused",
+}
+
+Q_CLUSTER = {
+    "name": "maillog-tests",
+    "orm": "default",
+    "sync": True,
+    "workers": 1,
+    "timeout": 60,
+    "retry": 120,
+}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,178 @@
+"""anymail's pre_send/post_send signals fill the log (anymail's test backend)."""
+
+from email.mime.image import MIMEImage
+
+import pytest
+from anymail.exceptions import AnymailAPIError
+from anymail.message import AnymailRecipientStatus
+from django.contrib.auth.models import Group, User
+from django.core import mail
+from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail
+
+from tests.testapp.models import Invoice
+from wagtail_maillog import label, mail_context
+from wagtail_maillog.models import Message, Recipient, SendAttempt
+from wagtail_maillog.status import Status
+
+pytestmark = pytest.mark.django_db
+
+
+def test_plain_send_mail_is_recorded_with_each_recipient():
+    send_mail("Hello", "Text body", "Site <site@example.com>", ["Bob <Bob@Example.com>", "c@x.org"])
+
+    message = Message.objects.get()
+    assert message.subject == "Hello"
+    assert message.from_email == "Site <site@example.com>"
+    assert message.esp_name == "Test"
+    assert message.source == "system"
+    assert message.system_generated is True
+    assert message.body_text == "Text body"
+    rows = {r.address: r for r in message.recipients.all()}
+    assert set(rows) == {"bob@example.com", "c@x.org"}
+    assert rows["bob@example.com"].name == "Bob"
+    assert all(r.status == Status.SENT for r in rows.values())
+    assert all(r.esp_message_id == "0" for r in rows.values())  # test backend's id
+    attempt = SendAttempt.objects.get()
+    assert attempt.outcome == SendAttempt.Outcome.SENT and attempt.connector == "Test"
+
+
+def test_cc_bcc_headers_tags_metadata_and_attachments():
+    msg = EmailMultiAlternatives(
+        "Invoice 42",
+        "See attached",
+        "billing@example.com",
+        ["a@example.com"],
+        cc=["b@example.com"],
+        bcc=["c@example.com"],
+        reply_to=["help@example.com"],
+        headers={"X-Priority": "1"},
+    )
+    msg.attach_alternative("<p>See <b>attached</b></p>", "text/html")
+    msg.attach("invoice-42.pdf", b"%PDF-1.4", "application/pdf")
+    image = MIMEImage(b"GIF89a", "gif")
+    image.add_header("Content-Disposition", "inline", filename="logo.gif")
+    msg.attach(image)
+    msg.tags = ["invoice"]
+    msg.metadata = {"customer": "17"}
+    msg.send()
+
+    message = Message.objects.get()
+    assert {(r.address, r.role) for r in message.recipients.all()} == {
+        ("a@example.com", "to"),
+        ("b@example.com", "cc"),
+        ("c@example.com", "bcc"),
+    }
+    assert message.importance == "high"
+    assert message.reply_to == ["help@example.com"]
+    assert message.headers == {"X-Priority": "1"}
+    assert message.tags == ["invoice"] and message.metadata == {"customer": "17"}
+    assert message.attachment_count == 2
+    assert message.attachment_names == ["invoice-42.pdf", "logo.gif"]
+    assert message.body_html == "<p>See <b>attached</b></p>"
+    assert message.can_resend is False
+
+
+def test_body_is_not_stored_when_the_setting_is_off(settings):
+    settings.WAGTAIL_MAILLOG = {"STORE_BODY": False}
+    send_mail("Secret", "Do not keep me", "a@example.com", ["b@example.com"])
+    message = Message.objects.get()
+    assert (message.body_text, message.body_html, message.body_stored) == ("", "", False)
+    assert message.can_resend is False
+
+
+def test_label_sets_source_related_object_user_and_team():
+    invoice = Invoice.objects.create(number="2026-001")
+    team = Group.objects.create(name="Accounting")
+    user = User.objects.create_user("ann", "ann@example.com", "pw")
+    user.groups.add(team)
+    msg = EmailMessage("Your invoice", "Body", "a@example.com", ["cust@example.com"])
+    label(msg, source="invoice", related=invoice, user=user)
+    msg.send()
+
+    message = Message.objects.get()
+    assert message.source == "invoice"
+    assert message.related_object == invoice
+    assert message.related_label == "Invoice 2026-001"
+    assert message.created_by == user and message.team == team
+    assert message.system_generated is False
+
+
+def test_mail_context_labels_everything_inside_and_the_message_label_wins():
+    invoice = Invoice.objects.create(number="7")
+    with mail_context(source="integration", related=invoice):
+        send_mail("One", "b", "a@example.com", ["x@example.com"])
+        msg = EmailMessage("Two", "b", "a@example.com", ["y@example.com"])
+        label(msg, source="form")
+        msg.send()
+    send_mail("Three", "b", "a@example.com", ["z@example.com"])
+
+    by_subject = {m.subject: m for m in Message.objects.all()}
+    assert by_subject["One"].source == "integration"
+    assert by_subject["Two"].source == "form"
+    assert by_subject["Two"].related_object == invoice
+    assert by_subject["Three"].source == "system" and by_subject["Three"].object_id == ""
+
+
+def test_wagtail_password_reset_is_recorded_as_system_mail(client):
+    User.objects.create_user("bob", "bob@example.com", "pw")
+    response = client.post("/admin/password_reset/", {"email": "bob@example.com"})
+    assert response.status_code == 302
+
+    message = Message.objects.get()
+    assert message.source == "password_reset"
+    assert message.system_generated is True
+    assert message.recipients.get().address == "bob@example.com"
+
+
+def test_wagtail_notifications_are_system_mail_even_in_a_users_request():
+    from wagtail.admin.mail import send_mail as wagtail_send_mail
+
+    user = User.objects.create_user("mod", "mod@example.com", "pw")
+    with mail_context(user=user):
+        wagtail_send_mail("Page submitted", "Please review", ["mod@example.com"])
+    message = Message.objects.get()
+    assert message.source == "wagtail_notification"
+    assert message.system_generated is True
+    assert message.created_by == user
+
+
+def test_mail_sent_in_a_signed_in_request_belongs_to_the_user(client):
+    user = User.objects.create_user("eve", "eve@example.com", "pw")
+    client.force_login(user)
+    assert client.post("/send-test-mail/").status_code == 200
+    message = Message.objects.get()
+    assert message.created_by == user
+    assert message.system_generated is False
+    assert message.source == "system"
+
+
+def test_esp_refusal_per_recipient_is_stored():
+    msg = EmailMessage("Hi", "b", "a@example.com", ["ok@example.com", "bad@example.com"])
+    msg.anymail_test_response = {
+        "recipient_status": {
+            "ok@example.com": AnymailRecipientStatus("id-1", "queued"),
+            "bad@example.com": AnymailRecipientStatus("id-1", "invalid"),
+        }
+    }
+    msg.send()
+    statuses = dict(Recipient.objects.values_list("address", "status"))
+    assert statuses == {"ok@example.com": Status.QUEUED, "bad@example.com": Status.INVALID}
+
+
+def test_api_error_leaves_the_recipients_in_sending():
+    """No post_send comes: the outbox (or reconciliation) decides what happens next."""
+    msg = EmailMessage("Hi", "b", "a@example.com", ["a@example.com"])
+    msg.anymail_test_response = AnymailAPIError("ESP down")
+    with pytest.raises(AnymailAPIError):
+        msg.send()
+    assert Recipient.objects.get().status == Status.SENDING
+    assert not SendAttempt.objects.exists()
+
+
+def test_sending_the_same_object_again_reuses_its_row():
+    msg = EmailMessage("Hi", "b", "a@example.com", ["a@example.com"])
+    msg.send()
+    msg.send()
+    assert Message.objects.count() == 1
+    assert SendAttempt.objects.count() == 2
+    assert len(mail.outbox) == 2

@@ -1,0 +1,10 @@
+"""Models the tests relate mail to (an invoice, as in the seeds)."""
+
+from django.db import models
+
+
+class Invoice(models.Model):
+    number = models.CharField(max_length=20)
+
+    def __str__(self) -> str:
+        return f"Invoice {self.number}"

@@ -1,0 +1,31 @@
+"""Helpers shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from anymail.message import AnymailRecipientStatus
+from django.core.mail import EmailMessage
+
+from wagtail_maillog.models import Message
+
+
+def send_with_ids(
+    to: list[str], esp_ids: dict[str, str] | str, subject: str = "Hello", **kwargs: Any
+) -> Message:
+    """Send through anymail's test backend, as if the ESP answered with these ids."""
+    msg = EmailMessage(subject, "Body", "site@example.com", to, **kwargs)
+    ids = esp_ids if isinstance(esp_ids, dict) else dict.fromkeys(to, esp_ids)
+    msg.anymail_test_response = {
+        "recipient_status": {
+            addr: AnymailRecipientStatus(message_id=ids[addr], status="queued")
+            for addr in msg.recipients()
+        }
+    }
+    msg.send()
+    return Message.objects.get(pk=msg._maillog_pk)
+
+
+def post_json(client: Any, url: str, payload: Any, auth: dict[str, str]) -> Any:
+    return client.post(url, data=json.dumps(payload), content_type="application/json", **auth)

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class WagtailMailLogConfig(AppConfig):
+    name = "wagtail_maillog"
+    label = "wagtail_maillog"
+    verbose_name = _("Mail log")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from anymail.signals import post_send, pre_send, tracking
+
+        from .events import on_tracking
+        from .recording import on_post_send, on_pre_send
+
+        pre_send.connect(on_pre_send, dispatch_uid="wagtail_maillog.pre_send")
+        post_send.connect(on_post_send, dispatch_uid="wagtail_maillog.post_send")
+        tracking.connect(on_tracking, dispatch_uid="wagtail_maillog.tracking")

@@ -1,0 +1,45 @@
+"""Every setting of wagtail-maillog, its default and what it does.
+
+Settings live in one dict, ``WAGTAIL_MAILLOG`` in the Django settings, and are
+read at call time (so ``override_settings`` works in tests)::
+
+    WAGTAIL_MAILLOG = {"STORE_BODY": False, "RETENTION_DAYS": 90}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULTS: dict[str, Any] = {
+    # Keep the text and HTML body of each message (needed to resend it).
+    "STORE_BODY": True,
+    # Days of history kept before the purge task deletes it (None: keep forever).
+    "RETENTION_DAYS": 30,
+    # Days a recipient may stay "deferred" before it counts as bounced.
+    "DEFERRED_BOUNCE_DAYS": 5,
+    # (module prefix, source) pairs: mail sent from code in that module gets that
+    # "sent from" source and counts as system-generated unless told otherwise.
+    "SYSTEM_SOURCES": [
+        ("django.contrib.auth", "password_reset"),
+        ("wagtail.admin.mail", "wagtail_notification"),
+        ("wagtail.users", "wagtail_notification"),
+        ("wagtail.contrib.forms", "form"),
+    ],
+    # Source given to mail nobody labelled.
+    "DEFAULT_SOURCE": "system",
+    # Sandbox ESP (demo and tests): seconds before simulated events arrive.
+    # 0 emits them at once inside the send; None emits nothing.
+    "SANDBOX_EVENT_DELAY": 0,
+    # Largest raw ESP payload stored per event, in characters of JSON.
+    "MAX_RAW_PAYLOAD": 20_000,
+}
+
+
+def get_setting(name: str) -> Any:
+    """Return the setting ``name`` of ``WAGTAIL_MAILLOG``, or its default."""
+    if name not in DEFAULTS:
+        raise ImproperlyConfigured(f"wagtail-maillog has no setting {name!r}")
+    return getattr(settings, "WAGTAIL_MAILLOG", {}).get(name, DEFAULTS[name])

@@ -1,0 +1,107 @@
+"""Tell the log where a message comes from, what it is about, and who sent it.
+
+Two ways, both optional; what is said on the message wins over the context::
+
+    from wagtail_maillog import label, mail_context
+
+    msg = EmailMessage(...)
+    label(msg, source="invoice", related=invoice, user=request.user)
+    msg.send()
+
+    with mail_context(source="form", related=form_page):
+        send_mail(...)          # any mail sent inside the block
+
+Mail that nobody labelled gets its source from the code that sent it (Django's
+password reset, Wagtail's notifications: see ``SYSTEM_SOURCES``) or
+``DEFAULT_SOURCE``, and counts as system-generated when no user is known.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .conf import get_setting
+
+ATTRIBUTE = "maillog"
+
+
+@dataclass(frozen=True)
+class MailLabel:
+    """What the application says about a message; None means "not said"."""
+
+    source: str | None = None
+    related: Any = None
+    user: Any = None
+    team: Any = None
+    system: bool | None = None
+    importance: str | None = None
+    store_body: bool | None = None
+    connector: str | None = None
+
+    def merged_over(self, other: MailLabel) -> MailLabel:
+        """This label, with the gaps filled from ``other``."""
+        values = {
+            f.name: getattr(other, f.name) for f in fields(self) if getattr(self, f.name) is None
+        }
+        return replace(self, **values)
+
+
+_current: ContextVar[MailLabel] = ContextVar(  # noqa: B039 (MailLabel is frozen)
+    "wagtail_maillog_label", default=MailLabel()
+)
+
+
+def label(message: Any, **kwargs: Any) -> Any:
+    """Attach a :class:`MailLabel` to an ``EmailMessage``; returns the message."""
+    existing = getattr(message, ATTRIBUTE, None) or MailLabel()
+    setattr(message, ATTRIBUTE, MailLabel(**kwargs).merged_over(existing))
+    return message
+
+
+@contextmanager
+def mail_context(**kwargs: Any) -> Iterator[MailLabel]:
+    """Label every message sent inside the block (nests; inner values win)."""
+    token = _current.set(MailLabel(**kwargs).merged_over(_current.get()))
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def current_user_context(user: Any) -> Any:
+    """Set the user of the running request (used by ``MailLogUserMiddleware``)."""
+    return _current.set(MailLabel(user=user).merged_over(_current.get()))
+
+
+def reset_context(token: Any) -> None:
+    _current.reset(token)
+
+
+def label_for(message: Any) -> MailLabel:
+    """The label that applies to ``message``: its own, then the context's."""
+    own = getattr(message, ATTRIBUTE, None) or MailLabel()
+    return own.merged_over(_current.get())
+
+
+def source_from_stack(max_depth: int = 40) -> str | None:
+    """The source of the nearest caller listed in ``SYSTEM_SOURCES``, if any.
+
+    Lets mail sent by Django and Wagtail themselves (password reset,
+    moderation notifications) be labelled without touching their code.
+    """
+    table = get_setting("SYSTEM_SOURCES")
+    frame = sys._getframe(1)
+    for _depth in range(max_depth):
+        if frame is None:
+            break
+        module = frame.f_globals.get("__name__", "")
+        for prefix, source in table:
+            if source and (module == prefix or module.startswith(prefix + ".")):
+                return source
+        frame = frame.f_back
+    return None

@@ -1,0 +1,103 @@
+"""The log as rows for scripts: JSON lines or CSV, one row per recipient.
+
+This is a public, stable interface: keys are only ever added, never renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import IO, Any
+
+from django.db.models import Count, QuerySet
+
+from .models import Recipient
+
+FIELDS = [
+    "message_id",
+    "esp_message_id",
+    "created_at",
+    "to",
+    "role",
+    "subject",
+    "status",
+    "status_at",
+    "opened",
+    "reason",
+    "source",
+    "esp",
+    "related",
+    "events",
+]
+
+
+def export_queryset(
+    statuses: Iterable[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sources: Iterable[str] = (),
+) -> QuerySet[Recipient]:
+    """Recipients to export, oldest first, with what a row needs joined in."""
+    qs = Recipient.objects.all()
+    if statuses:
+        qs = qs.filter(status__in=list(statuses))
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    if sources:
+        qs = qs.filter(message__source__in=list(sources))
+    return (
+        qs.select_related("message", "message__content_type")
+        .annotate(event_count=Count("events"))
+        .order_by("created_at", "pk")
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def rows(queryset: QuerySet[Recipient], chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+    """Stream export rows without loading the queryset into memory."""
+    for r in queryset.iterator(chunk_size=chunk_size):
+        m = r.message
+        related = None
+        if m.content_type_id and m.object_id:
+            related = f"{m.content_type.app_label}.{m.content_type.model}:{m.object_id}"
+        yield {
+            "message_id": m.pk,
+            "esp_message_id": r.esp_message_id or None,
+            "created_at": _iso(r.created_at),
+            "to": r.address,
+            "role": r.role,
+            "subject": m.subject,
+            "status": r.status,
+            "status_at": _iso(r.status_at),
+            "opened": r.opened_at is not None,
+            "reason": r.reason,
+            "source": m.source,
+            "esp": m.esp_name,
+            "related": related,
+            "events": getattr(r, "event_count", None),
+        }
+
+
+def write_jsonl(items: Iterable[dict[str, Any]], stream: IO[str]) -> int:
+    count = 0
+    for item in items:
+        stream.write(json.dumps(item, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def write_csv(items: Iterable[dict[str, Any]], stream: IO[str]) -> int:
+    writer = csv.DictWriter(stream, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    count = 0
+    for item in items:
+        writer.writerow(item)
+        count += 1
+    return count

@@ -1,0 +1,228 @@
+"""What was sent, to whom, what happened to it, and each attempt to send it.
+
+Designed for millions of rows: the mail log lists *recipients* (one row per
+address of a message), so the columns it filters and sorts by live on
+:class:`Recipient`, with ``created_at`` copied from the message to let a
+filtered list be read in index order without a join.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ..status import Status
+
+
+class Importance(models.TextChoices):
+    HIGH = "high", _("High")
+    NORMAL = "normal", _("Normal")
+    LOW = "low", _("Low")
+
+
+class Role(models.TextChoices):
+    TO = "to", _("To")
+    CC = "cc", _("Cc")
+    BCC = "bcc", _("Bcc")
+
+
+class Message(models.Model):
+    """One email, as it was handed to the backend."""
+
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    subject = models.TextField(_("subject"), blank=True)
+    from_email = models.CharField(_("from"), max_length=320, blank=True)
+    reply_to = models.JSONField(_("reply to"), default=list, blank=True)
+    headers = models.JSONField(_("headers"), default=dict, blank=True)
+    tags = models.JSONField(_("tags"), default=list, blank=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    importance = models.CharField(
+        _("importance"), max_length=8, choices=Importance.choices, default=Importance.NORMAL
+    )
+    source = models.CharField(_("sent from"), max_length=64, blank=True)
+    esp_name = models.CharField(_("ESP"), max_length=64, blank=True)
+    connector = models.CharField(_("connector"), max_length=64, blank=True)
+
+    content_type = models.ForeignKey(
+        ContentType,
+        verbose_name=_("related type"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    object_id = models.CharField(_("related id"), max_length=64, blank=True)
+    related_object = GenericForeignKey("content_type", "object_id")
+    related_label = models.CharField(
+        _("related object"),
+        max_length=255,
+        blank=True,
+        help_text=_("How the related object was named when the mail was sent."),
+    )
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    team = models.ForeignKey(
+        "auth.Group",
+        verbose_name=_("team"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    system_generated = models.BooleanField(_("system-generated"), default=False)
+
+    attachment_count = models.PositiveIntegerField(_("attachments"), default=0)
+    attachment_names = models.JSONField(_("attachment names"), default=list, blank=True)
+    body_stored = models.BooleanField(default=False)
+    body_text = models.TextField(_("text body"), blank=True)
+    body_html = models.TextField(_("HTML body"), blank=True)
+
+    resent_from = models.ForeignKey(
+        "self",
+        verbose_name=_("resent from"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="resends",
+    )
+
+    class Meta:
+        verbose_name = _("email")
+        verbose_name_plural = _("emails")
+        indexes = [
+            models.Index(fields=["source", "created_at"], name="maillog_msg_source"),
+            models.Index(fields=["content_type", "object_id"], name="maillog_msg_related"),
+            models.Index(fields=["esp_name", "created_at"], name="maillog_msg_esp"),
+            models.Index(fields=["created_by", "created_at"], name="maillog_msg_creator"),
+            models.Index(fields=["team", "created_at"], name="maillog_msg_team"),
+        ]
+        permissions = [
+            ("view_all_mail", _("Can view mail of all users")),
+            ("resend_message", _("Can resend email")),
+            ("cancel_message", _("Can cancel pending email")),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject or _("(no subject)")
+
+    @property
+    def can_resend(self) -> bool:
+        """Attachments are never kept, so only mail without them can be sent again."""
+        return self.attachment_count == 0 and self.body_stored
+
+
+class Recipient(models.Model):
+    """One address of a message, with its current delivery status."""
+
+    message = models.ForeignKey(
+        Message, verbose_name=_("email"), on_delete=models.CASCADE, related_name="recipients"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    address = models.CharField(_("recipient"), max_length=254)
+    name = models.CharField(_("name"), max_length=255, blank=True)
+    role = models.CharField(_("role"), max_length=3, choices=Role.choices, default=Role.TO)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.NONE
+    )
+    status_at = models.DateTimeField(_("status changed"), null=True, blank=True)
+    opened_at = models.DateTimeField(_("first opened"), null=True, blank=True)
+    reason = models.TextField(
+        _("reason"), blank=True, help_text=_("Why the mail failed, as the ESP or we said it.")
+    )
+    esp_message_id = models.CharField(_("ESP message id"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("recipient")
+        verbose_name_plural = _("recipients")
+        indexes = [
+            models.Index(fields=["created_at"], name="maillog_rcpt_created"),
+            models.Index(fields=["status", "created_at"], name="maillog_rcpt_status"),
+            models.Index(fields=["address", "created_at"], name="maillog_rcpt_address"),
+            models.Index(fields=["esp_message_id", "address"], name="maillog_rcpt_espid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def opened(self) -> bool:
+        return self.opened_at is not None
+
+
+class Event(models.Model):
+    """One ESP event, kept as it came (append-only history).
+
+    ``recipient`` is empty for an *orphan*: an event about a message we have not
+    (yet) recorded. It is attached when the message shows up.
+    """
+
+    recipient = models.ForeignKey(
+        Recipient,
+        verbose_name=_("recipient"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+    )
+    esp_name = models.CharField(_("ESP"), max_length=64)
+    esp_message_id = models.CharField(_("ESP message id"), max_length=255, blank=True)
+    address = models.CharField(_("address"), max_length=254, blank=True)
+    event_type = models.CharField(_("event"), max_length=32)
+    timestamp = models.DateTimeField(_("time"), null=True, blank=True)
+    received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
+    event_id = models.CharField(_("ESP event id"), max_length=255, blank=True)
+    dedupe_key = models.CharField(max_length=64, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    mta_response = models.TextField(_("MTA response"), blank=True)
+    reject_reason = models.CharField(_("reject reason"), max_length=32, blank=True)
+    click_url = models.TextField(_("clicked URL"), blank=True)
+    user_agent = models.TextField(_("user agent"), blank=True)
+    raw = models.JSONField(_("raw ESP payload"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        indexes = [
+            models.Index(fields=["esp_message_id", "address"], name="maillog_event_espid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.address}"
+
+
+class SendAttempt(models.Model):
+    """One hand-over of a message to a backend, and how it went."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent", _("Handed over")
+        FAILED = "failed", _("Failed")
+        BLOCKED = "blocked", _("Blocked")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    message = models.ForeignKey(
+        Message, verbose_name=_("email"), on_delete=models.CASCADE, related_name="attempts"
+    )
+    at = models.DateTimeField(_("time"), default=timezone.now)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    connector = models.CharField(_("connector"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    response = models.JSONField(_("ESP response"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("send attempt")
+        verbose_name_plural = _("send attempts")
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} {self.at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,197 @@
+"""anymail's ``pre_send`` and ``post_send`` receivers: what left, and how.
+
+``pre_send`` records the message and its recipients (status "sending") before
+the ESP is called, and marks the ``EmailMessage`` with the id of its row so
+``post_send`` (and a later retry of the same object) finds it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from email.mime.base import MIMEBase
+from typing import Any
+
+from anymail.exceptions import AnymailInvalidAddress
+from anymail.utils import parse_address_list
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.utils import timezone
+
+from . import status as rules
+from .conf import get_setting
+from .context import MailLabel, label_for, source_from_stack
+from .events import attach_orphans
+from .models import Message, Recipient, SendAttempt
+from .models.messages import Importance, Role
+
+logger = logging.getLogger(__name__)
+
+#: The attribute of an ``EmailMessage`` that holds the pk of its Message row.
+PK_ATTRIBUTE = "_maillog_pk"
+
+
+def _addresses(values: Any) -> list[tuple[str, str]]:
+    """(address, display name) pairs; addresses lower-cased as ESPs report them."""
+    if not values:
+        return []
+    try:
+        parsed = parse_address_list(values)
+    except AnymailInvalidAddress:
+        return [(str(v).strip().lower()[:254], "") for v in values]
+    return [(a.addr_spec.lower()[:254], (a.display_name or "")[:255]) for a in parsed]
+
+
+def _attachment_names(message: Any) -> list[str]:
+    names = []
+    for attachment in getattr(message, "attachments", []) or []:
+        if isinstance(attachment, MIMEBase):
+            names.append(attachment.get_filename() or attachment.get("Content-ID", "") or "")
+        else:
+            names.append(attachment[0] or "")
+    return names
+
+
+def _bodies(message: Any) -> tuple[str, str]:
+    """(text, html) of an ``EmailMessage`` or ``EmailMultiAlternatives``."""
+    text, html = "", ""
+    body = message.body or ""
+    if getattr(message, "content_subtype", "plain") == "html":
+        html = body
+    else:
+        text = body
+    for content, mimetype in getattr(message, "alternatives", []) or []:
+        if mimetype == "text/html" and not html:
+            html = content if isinstance(content, str) else content.decode("utf-8", "replace")
+    return text, html
+
+
+def _importance(given: str | None, headers: dict[str, str]) -> str:
+    if given in Importance.values:
+        return given
+    lowered = {k.lower(): str(v).strip().lower() for k, v in headers.items()}
+    if lowered.get("importance") in ("high", "low"):
+        return lowered["importance"]
+    priority = lowered.get("x-priority", "")[:1]
+    if priority in ("1", "2"):
+        return Importance.HIGH
+    if priority in ("4", "5"):
+        return Importance.LOW
+    return Importance.NORMAL
+
+
+def _related(obj: Any) -> dict[str, Any]:
+    if obj is None or getattr(obj, "pk", None) is None:
+        return {}
+    return {
+        "content_type": ContentType.objects.get_for_model(obj),
+        "object_id": str(obj.pk)[:64],
+        "related_label": str(obj)[:255],
+    }
+
+
+def _team(label: MailLabel) -> Any:
+    if label.team is not None:
+        return label.team
+    user = label.user
+    if user is None or not getattr(user, "pk", None):
+        return None
+    return user.groups.order_by("name").first()
+
+
+def record_message(message: Any, esp_name: str = "", connector: str = "") -> Message:
+    """Create the log rows of an outgoing ``EmailMessage`` (status "sending")."""
+    label = label_for(message)
+    stack_source = None if label.source else source_from_stack()
+    source = label.source or stack_source or get_setting("DEFAULT_SOURCE")
+    if label.system is not None:
+        system = label.system
+    else:
+        system = stack_source is not None or label.user is None
+    headers = {str(k): str(v) for k, v in (getattr(message, "extra_headers", {}) or {}).items()}
+    store_body = label.store_body if label.store_body is not None else get_setting("STORE_BODY")
+    text, html = _bodies(message) if store_body else ("", "")
+    attachments = _attachment_names(message)
+    now = timezone.now()
+    user = label.user if getattr(label.user, "pk", None) else None
+
+    row = Message.objects.create(
+        created_at=now,
+        subject=str(message.subject or ""),
+        from_email=str(message.from_email or "")[:320],
+        reply_to=[str(a) for a in (message.reply_to or [])],
+        headers=headers,
+        tags=list(getattr(message, "tags", None) or []),
+        metadata=dict(getattr(message, "metadata", None) or {}),
+        importance=_importance(label.importance, headers),
+        source=source[:64],
+        esp_name=esp_name[:64],
+        connector=(label.connector or connector)[:64],
+        created_by=user,
+        team=_team(label),
+        system_generated=system,
+        attachment_count=len(attachments),
+        attachment_names=attachments,
+        body_stored=bool(store_body),
+        body_text=text,
+        body_html=html,
+        **_related(label.related),
+    )
+    recipients = [
+        Recipient(
+            message=row,
+            created_at=now,
+            address=address,
+            name=name,
+            role=role,
+            status=rules.Status.SENDING,
+            status_at=now,
+        )
+        for role, values in ((Role.TO, message.to), (Role.CC, message.cc), (Role.BCC, message.bcc))
+        for address, name in _addresses(values)
+    ]
+    Recipient.objects.bulk_create(recipients)
+    setattr(message, PK_ATTRIBUTE, row.pk)
+    return row
+
+
+def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None:
+    """Record the message before it leaves (or find it again when retried)."""
+    pk = getattr(message, PK_ATTRIBUTE, None)
+    if pk is not None and Message.objects.filter(pk=pk).exists():
+        now = timezone.now()
+        Message.objects.filter(pk=pk).update(esp_name=esp_name[:64])
+        Recipient.objects.filter(message_id=pk).update(status=rules.Status.SENDING, status_at=now)
+        return
+    record_message(message, esp_name=esp_name)
+
+
+def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs: Any) -> None:
+    """Store the ESP's per-recipient status and message id, then adopt orphans."""
+    pk = getattr(message, PK_ATTRIBUTE, None)
+    if pk is None:
+        logger.warning("post_send for a message wagtail-maillog did not record: %r", message)
+        return
+    now = timezone.now()
+    results = {addr.lower(): rs for addr, rs in (status.recipients or {}).items()}
+    with transaction.atomic():
+        recipients = list(Recipient.objects.select_for_update().filter(message_id=pk))
+        for r in recipients:
+            result = results.get(r.address)
+            if result is None:
+                continue
+            r.esp_message_id = "" if result.message_id is None else str(result.message_id)[:255]
+            new = rules.status_for_send_result(result.status)
+            after = rules.transition(rules.Current(r.status, r.status_at), new, now)
+            r.status, r.status_at = after.status, after.at
+        Recipient.objects.bulk_update(recipients, ["esp_message_id", "status", "status_at"])
+        SendAttempt.objects.create(
+            message_id=pk,
+            at=now,
+            outcome=SendAttempt.Outcome.SENT,
+            connector=esp_name[:64],
+            response={
+                addr: {"message_id": str(rs.message_id), "status": rs.status}
+                for addr, rs in results.items()
+            },
+        )
+        attach_orphans(recipients)
