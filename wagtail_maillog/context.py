@@ -51,9 +51,8 @@ class MailLabel:
         return replace(self, **values)
 
 
-_current: ContextVar[MailLabel] = ContextVar(  # noqa: B039 (MailLabel is frozen)
-    "wagtail_maillog_label", default=MailLabel()
-)
+_NO_LABEL = MailLabel()
+_current: ContextVar[MailLabel] = ContextVar("wagtail_maillog_label", default=_NO_LABEL)
 
 
 def label(message: Any, **kwargs: Any) -> Any:
