@@ -229,6 +229,8 @@ def test_mailtrap_unknown_message_is_kept_as_orphan_and_adopted_later(client, we
     [
         (POSTMARK, "{not json"),
         (POSTMARK, "[1, 2, 3]"),
+        (POSTMARK, "{}"),
+        (POSTMARK, '{"RecordType": "Nonsense"}'),
         (SPARKPOST, '{"msys": "wrong shape"}'),
         (SPARKPOST, '[{"msys": {"message_event": {"timestamp": "1"}}}]'),
         (MAILJET, '"a string"'),

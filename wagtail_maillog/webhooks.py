@@ -32,6 +32,11 @@ def _retry_later() -> HttpResponse:
     return response
 
 
+def _is_empty(event: Any) -> bool:
+    """An event anymail parsed out of nothing: e.g. ``{}`` posted to Postmark's URL."""
+    return event.event_type == "unknown" and not event.message_id and not event.recipient
+
+
 def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Wrap an anymail webhook view: 4xx for bad input, 5xx only for our storage."""
 
@@ -60,6 +65,13 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                 )
         if response.status_code >= 300:
             return response
+        if items and all(_is_empty(event) for event, _esp in items):
+            logger.warning("Rejected a webhook at %s with no usable event", request.path)
+            return HttpResponse(
+                "No event in the payload names a message or a recipient.",
+                status=400,
+                content_type="text/plain",
+            )
         try:
             ingest(items)
         except DatabaseError:
