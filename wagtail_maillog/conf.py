@@ -18,6 +18,9 @@ DEFAULTS: dict[str, Any] = {
     "STORE_BODY": True,
     # Days of history kept before the purge task deletes it (None: keep forever).
     "RETENTION_DAYS": 30,
+    # What the purge deletes: "messages" (everything of an old message) or
+    # "events" (its event history, raw payloads and body; status rows stay).
+    "PURGE_MODE": "messages",
     # Days a recipient may stay "deferred" before it counts as bounced.
     "DEFERRED_BOUNCE_DAYS": 5,
     # (module prefix, source) pairs: mail sent from code in that module gets that

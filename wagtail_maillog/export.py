@@ -85,19 +85,29 @@ def rows(queryset: QuerySet[Recipient], chunk_size: int = 2000) -> Iterator[dict
         }
 
 
-def write_jsonl(items: Iterable[dict[str, Any]], stream: IO[str]) -> int:
-    count = 0
-    for item in items:
-        stream.write(json.dumps(item, ensure_ascii=False) + "\n")
-        count += 1
-    return count
+class _Echo:
+    """A file-like object whose ``write`` hands the text back (for streaming)."""
+
+    def write(self, value: str) -> str:
+        return value
 
 
-def write_csv(items: Iterable[dict[str, Any]], stream: IO[str]) -> int:
-    writer = csv.DictWriter(stream, fieldnames=FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    count = 0
-    for item in items:
-        writer.writerow(item)
+def lines(items: Iterable[dict[str, Any]], fmt: str = "jsonl") -> Iterator[str]:
+    """The rows as text, one line at a time: ``"jsonl"`` or ``"csv"`` (with a header)."""
+    if fmt == "csv":
+        writer = csv.DictWriter(_Echo(), fieldnames=FIELDS, extrasaction="ignore")
+        yield writer.writeheader()
+        for item in items:
+            yield writer.writerow(item)
+    else:
+        for item in items:
+            yield json.dumps(item, ensure_ascii=False) + "\n"
+
+
+def write(items: Iterable[dict[str, Any]], stream: IO[str], fmt: str = "jsonl") -> int:
+    """Write the rows to ``stream``; returns how many rows were written."""
+    count = -1 if fmt == "csv" else 0
+    for line in lines(items, fmt):
+        stream.write(line)
         count += 1
     return count

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from ...export import export_queryset, rows, write_csv, write_jsonl
+from ...export import export_queryset, rows, write
 from ...status import Status
 
 
@@ -53,5 +53,4 @@ class Command(BaseCommand):
             until=_moment(options["until"]) if options["until"] else None,
             sources=_list(options["source"]),
         )
-        writer = write_csv if options["format"] == "csv" else write_jsonl
-        writer(rows(queryset), self.stdout)
+        write(rows(queryset), self.stdout, options["format"])

@@ -1,0 +1,1 @@
+"""The Wagtail admin pages of wagtail-maillog."""

@@ -1,0 +1,67 @@
+"""Bulk actions on mail log rows (Wagtail's bulk-action framework)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from wagtail.admin.views.bulk_action import BulkAction
+
+from .. import actions
+from ..models import Recipient
+from .access import RESEND, visible_recipients
+from .filters import MailLogFilterSet
+
+
+class ResendBulkAction(BulkAction):
+    """Send the chosen rows again: one new message per original message."""
+
+    display_name = _("Resend")
+    action_type = "resend"
+    aria_label = _("Resend the selected mail")
+    template_name = "wagtail_maillog/bulk_actions/confirm_resend.html"
+    models = [Recipient]
+    action_priority = 10
+
+    def get_actionable_objects(self) -> tuple[list[Recipient], dict[str, Any]]:
+        """The chosen rows the user may see; those they may not resend listed apart."""
+        user = self.request.user
+        queryset = visible_recipients(user).select_related("message").order_by("message_id", "pk")
+        ids = self.request.GET.getlist("id")
+        if "all" in ids:
+            filters = MailLogFilterSet(
+                data=self.request.GET, request=self.request, queryset=queryset
+            )
+            queryset = filters.qs if filters.is_valid() else queryset.none()
+        else:
+            queryset = queryset.filter(pk__in=[i for i in ids if i.isdigit()])
+        allowed, refused = [], []
+        may_resend = user.has_perm(RESEND)
+        for recipient in queryset:
+            ok = may_resend and not actions.resend_refusal(recipient.message)
+            (allowed if ok else refused).append(recipient)
+        return allowed, {"items_with_no_access": refused}
+
+    def object_context(self, obj: Recipient) -> dict[str, Any]:
+        return {"item": obj, "message": obj.message}
+
+    @classmethod
+    def execute_action(cls, objects: list[Recipient], user: Any = None, **kwargs: Any) -> tuple:
+        by_message: dict[int, list[Recipient]] = defaultdict(list)
+        for recipient in objects:
+            by_message[recipient.message_id].append(recipient)
+        sent = 0
+        for chosen in by_message.values():
+            result = actions.resend(chosen[0].message, user=user, recipients=chosen)
+            sent += 0 if result.error else len(chosen)
+        return sent, 0
+
+    def get_execution_context(self) -> dict[str, Any]:
+        return {"user": self.request.user}
+
+    def get_success_message(self, num_parent_objects: int, num_child_objects: int) -> str:
+        return ngettext(
+            "%(count)d mail was sent again.", "%(count)d mails were sent again.", num_parent_objects
+        ) % {"count": num_parent_objects}

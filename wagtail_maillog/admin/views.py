@@ -1,0 +1,268 @@
+"""The mail log pages: the list, one message, resend, cancel, export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.generic import TemplateView
+from wagtail.admin import messages
+from wagtail.admin.admin_url_finder import AdminURLFinder
+from wagtail.admin.views.generic.base import BaseListingView, WagtailAdminTemplateMixin
+
+from .. import actions
+from ..conf import get_setting
+from ..export import lines as export_lines
+from ..export import rows as export_rows
+from ..models import Event, Message, Recipient
+from ..status import CANCELLABLE, OPENED_CAVEAT
+from .access import CANCEL, RESEND, can_view_log, visible_messages, visible_recipients
+from .filters import MailLogFilterSet
+from .tables import MailLogTable
+
+ORDERINGS = {
+    "created_at": ("created_at", "pk"),
+    "-created_at": ("-created_at", "-pk"),
+    "address": ("address", "-created_at", "-pk"),
+    "-address": ("-address", "-created_at", "-pk"),
+    "status": ("status", "-created_at", "-pk"),
+    "-status": ("-status", "-created_at", "-pk"),
+}
+
+
+class LogAccessMixin:
+    """Only users who may view the log get in (403 otherwise)."""
+
+    request: HttpRequest
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not can_view_log(request.user):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+class MailLogIndexView(LogAccessMixin, BaseListingView):
+    """The mail log: one row per recipient, newest first."""
+
+    page_title = gettext_lazy("Mail log")
+    header_icon = "mail"
+    index_url_name = "wagtail_maillog:index"
+    index_results_url_name = "wagtail_maillog:index_results"
+    template_name = "wagtail_maillog/index.html"
+    results_template_name = "wagtail_maillog/index_results.html"
+    filterset_class = MailLogFilterSet
+    is_searchable = True
+    search_fields = ["address", "message__subject"]
+    search_backend_name = None
+    default_ordering = "-created_at"
+    paginate_by = 50
+    verbose_name = gettext_lazy("mail")
+    verbose_name_plural = gettext_lazy("mails")
+    model = Recipient
+
+    def get_valid_orderings(self) -> list[str]:
+        return list(ORDERINGS)
+
+    def order_queryset(self, queryset: QuerySet[Recipient]) -> QuerySet[Recipient]:
+        return queryset.order_by(*ORDERINGS.get(self.ordering, ORDERINGS["-created_at"]))
+
+    def get_base_queryset(self) -> QuerySet[Recipient]:
+        return visible_recipients(self.request.user).select_related(
+            "message", "message__content_type"
+        )
+
+    def search_queryset(self, queryset: QuerySet[Recipient]) -> QuerySet[Recipient]:
+        # Addresses are stored lower-cased, so an address search can use the index.
+        query = self.search_query.strip()
+        if query and "@" in query and " " not in query:
+            return queryset.filter(address=query.lower()) | super().search_queryset(queryset)
+        return super().search_queryset(queryset)
+
+    def get_table(self, object_list: Any) -> MailLogTable:
+        return MailLogTable(list(object_list), orderable=True)
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        export = request.GET.get("export")
+        if export in ("csv", "jsonl"):
+            return self.export(export)
+        return super().get(request, *args, **kwargs)
+
+    def export(self, fmt: str) -> StreamingHttpResponse:
+        """The filtered rows, all of them, streamed (not paginated, not in memory)."""
+        queryset = self.get_queryset().annotate(event_count=Count("events"))
+        content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        response = StreamingHttpResponse(
+            export_lines(export_rows(queryset), fmt), content_type=f"{content_type}; charset=utf-8"
+        )
+        stamp = timezone.now().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = f'attachment; filename="maillog-{stamp}.{fmt}"'
+        return response
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["opened_caveat"] = OPENED_CAVEAT
+        return context
+
+
+class MessageMixin(LogAccessMixin):
+    """Finds the message in the URL among those the user may see (404 otherwise)."""
+
+    kwargs: dict[str, Any]
+
+    @cached_property
+    def message(self) -> Message:
+        return get_object_or_404(
+            visible_messages(self.request.user).select_related(
+                "content_type", "created_by", "team", "resent_from"
+            ),
+            pk=self.kwargs["pk"],
+        )
+
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        return [
+            {"url": reverse("wagtailadmin_home"), "label": _("Home")},
+            {"url": reverse("wagtail_maillog:index"), "label": _("Mail log")},
+            {"url": "", "label": str(self.message)},
+        ]
+
+
+class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
+    """One message: envelope, recipients, event timeline, message logs, body."""
+
+    template_name = "wagtail_maillog/detail.html"
+    header_icon = "mail"
+
+    def get_page_title(self) -> str:
+        return str(self.message)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        message = self.message
+        user = self.request.user
+        recipients = list(message.recipients.order_by("role", "address"))
+        events = list(
+            Event.objects.filter(recipient__message=message)
+            .select_related("recipient")
+            .order_by("timestamp", "received_at", "pk")
+        )
+        context.update(
+            message=message,
+            recipients=recipients,
+            events=events,
+            attempts=list(message.attempts.all()),
+            resends=list(message.resends.order_by("created_at")),
+            show_body=bool(get_setting("STORE_BODY") and message.body_stored),
+            can_resend=user.has_perm(RESEND) and not actions.resend_refusal(message),
+            resend_refusal=actions.resend_refusal(message),
+            can_cancel=user.has_perm(CANCEL) and any(r.status in CANCELLABLE for r in recipients),
+            opened_caveat=OPENED_CAVEAT,
+        )
+        return context
+
+
+class ActionView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
+    """A confirmation page (GET) and the action itself (POST, CSRF-protected)."""
+
+    permission: str = ""
+    template_name = "wagtail_maillog/confirm.html"
+    header_icon = "mail"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated and not request.user.has_perm(self.permission):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def detail_url(self) -> str:
+        return reverse("wagtail_maillog:detail", args=[self.message.pk])
+
+
+class ResendView(ActionView):
+    permission = RESEND
+    page_title = gettext_lazy("Resend")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            message=self.message,
+            action="resend",
+            refusal=actions.resend_refusal(self.message),
+            recipients=list(self.message.recipients.order_by("role", "address")),
+            cancel_url=self.detail_url(),
+        )
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        chosen = request.POST.getlist("recipient")
+        recipients = self.message.recipients.filter(pk__in=chosen) if chosen else None
+        try:
+            result = actions.resend(self.message, user=request.user, recipients=recipients)
+        except actions.ActionRefused as refusal:
+            messages.error(request, str(refusal))
+            return redirect(self.detail_url())
+        if result.error:
+            messages.error(request, _("Resending failed: %(error)s") % {"error": result.error})
+        else:
+            messages.success(request, _("The message was sent again."))
+        target = result.new.pk if result.new else self.message.pk
+        return redirect("wagtail_maillog:detail", target)
+
+
+class CancelView(ActionView):
+    permission = CANCEL
+    page_title = gettext_lazy("Cancel sending")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            message=self.message,
+            action="cancel",
+            refusal=actions.cancel_refusal(self.message),
+            recipients=list(
+                self.message.recipients.filter(status__in=CANCELLABLE).order_by("address")
+            ),
+            cancel_url=self.detail_url(),
+        )
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            count = actions.cancel(self.message, user=request.user)
+        except actions.ActionRefused as refusal:
+            messages.error(request, str(refusal))
+        else:
+            messages.success(
+                request, _("Sending was cancelled for %(count)d recipient(s).") % {"count": count}
+            )
+        return redirect(self.detail_url())
+
+
+def related_object_view(request: HttpRequest, content_type_id: int, object_id: str) -> HttpResponse:
+    """Open the edit page of a message's related object (looked up only when clicked)."""
+    if not can_view_log(request.user):
+        raise PermissionDenied
+    content_type = get_object_or_404(ContentType, pk=content_type_id)
+    model = content_type.model_class()
+    if model is None:
+        raise Http404
+    obj = model._default_manager.filter(pk=object_id).first()
+    url = AdminURLFinder(request.user).get_edit_url(obj) if obj is not None else None
+    if not url:
+        messages.warning(
+            request,
+            _("The %(type)s this mail was about no longer exists or cannot be edited here.")
+            % {"type": content_type.name},
+        )
+        return redirect(
+            f"{reverse('wagtail_maillog:index')}?related_type={content_type_id}"
+            f"&related_id={object_id}"
+        )
+    return redirect(url)

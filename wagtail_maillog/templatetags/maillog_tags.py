@@ -1,0 +1,96 @@
+"""Template tags: a recipient's status badge, and the mails of any object.
+
+{% load maillog_tags %}
+{% maillog_status recipient.status %}
+{% related_mails invoice %}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.contrib.contenttypes.models import ContentType
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
+
+from ..status import ENGAGED, FAILURES, OPENED_CAVEAT, Status
+
+register = template.Library()
+
+#: status -> (Wagtail icon, tone). Tones map to colours in maillog.css.
+APPEARANCE: dict[str, tuple[str, str]] = {
+    Status.NONE: ("radio-empty", "neutral"),
+    Status.PENDING: ("time", "waiting"),
+    Status.SENDING: ("time", "waiting"),
+    Status.UNKNOWN: ("help", "neutral"),
+    Status.QUEUED: ("time", "waiting"),
+    Status.SENT: ("mail", "neutral"),
+    Status.DEFERRED: ("warning", "warning"),
+    Status.DELIVERED: ("success", "positive"),
+    Status.OPENED: ("view", "positive"),
+    Status.CLICKED: ("link", "positive"),
+    Status.CANCELLED: ("cross", "neutral"),
+}
+
+
+def appearance(status: str) -> tuple[str, str]:
+    if status in APPEARANCE:
+        return APPEARANCE[status]
+    return ("error", "critical") if status in FAILURES else ("help", "neutral")
+
+
+@register.simple_tag
+def maillog_status(status: str, reason: str = "") -> SafeString:
+    return status_badge(status, reason)
+
+
+def status_badge(status: str, reason: str = "") -> SafeString:
+    """Icon and label of a status, coloured by outcome; the reason as a tooltip."""
+    icon, tone = appearance(status)
+    try:
+        label = Status(status).label
+    except ValueError:
+        label = status
+    title = OPENED_CAVEAT if status in ENGAGED else reason
+    return render_to_string(
+        "wagtail_maillog/status_badge.html",
+        {"icon": icon, "tone": tone, "label": label, "title": title, "status": status},
+    )
+
+
+def related_log_url(obj: Any) -> str:
+    ct = ContentType.objects.get_for_model(obj)
+    query = urlencode({"related_type": ct.pk, "related_id": str(obj.pk)})
+    return f"{reverse('wagtail_maillog:index')}?{query}"
+
+
+def related_mail_context(obj: Any, user: Any, limit: int = 10) -> dict[str, Any]:
+    """The newest mails about ``obj`` that ``user`` may see (for the tag and the panel)."""
+    from ..admin.access import can_view_log, visible_recipients
+
+    if obj is None or getattr(obj, "pk", None) is None or not can_view_log(user):
+        return {"recipients": [], "allowed": False}
+    ct = ContentType.objects.get_for_model(obj)
+    qs = (
+        visible_recipients(user)
+        .filter(message__content_type=ct, message__object_id=str(obj.pk))
+        .select_related("message")
+        .order_by("-created_at", "-pk")
+    )
+    rows = list(qs[: limit + 1])
+    return {
+        "recipients": rows[:limit],
+        "more": len(rows) > limit,
+        "log_url": related_log_url(obj),
+        "allowed": True,
+    }
+
+
+@register.inclusion_tag("wagtail_maillog/related_mails.html", takes_context=True)
+def related_mails(context: dict[str, Any], obj: Any, limit: int = 10) -> dict[str, Any]:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    return related_mail_context(obj, user, limit)

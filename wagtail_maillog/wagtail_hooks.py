@@ -1,0 +1,66 @@
+"""Wagtail hooks: they only register things defined elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Permission
+from django.http import HttpRequest
+from django.templatetags.static import static
+from django.urls import include, path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from wagtail import hooks
+from wagtail.admin.menu import Menu, MenuItem, SubmenuMenuItem
+
+from .admin import urls as admin_urls
+from .admin.access import can_view_log
+from .admin.bulk_actions import ResendBulkAction
+
+#: Other parts of the app (outbox, addresses, mailings) add their pages here.
+MAIL_MENU_HOOK = "register_maillog_menu_item"
+mail_menu = Menu(register_hook_name=MAIL_MENU_HOOK, construct_hook_name="construct_maillog_menu")
+
+
+class MailLogMenuItem(MenuItem):
+    def is_shown(self, request: HttpRequest) -> bool:
+        return can_view_log(request.user)
+
+
+@hooks.register("register_admin_urls")
+def register_admin_urls() -> list[Any]:
+    return [path("maillog/", include(admin_urls, namespace="wagtail_maillog"))]
+
+
+@hooks.register("register_admin_menu_item")
+def register_mail_menu() -> SubmenuMenuItem:
+    return SubmenuMenuItem(_("Mail"), mail_menu, icon_name="mail", name="mail", order=850)
+
+
+@hooks.register(MAIL_MENU_HOOK)
+def register_mail_log_menu_item() -> MenuItem:
+    return MailLogMenuItem(
+        _("Mail log"),
+        reverse("wagtail_maillog:index"),
+        icon_name="list-ul",
+        name="mail-log",
+        order=100,
+    )
+
+
+@hooks.register("register_permissions")
+def register_permissions() -> Any:
+    return Permission.objects.filter(
+        content_type__app_label="wagtail_maillog",
+        codename__in=["view_message", "view_all_mail", "resend_message", "cancel_message"],
+    )
+
+
+hooks.register("register_bulk_action", ResendBulkAction)
+
+
+@hooks.register("insert_global_admin_css")
+def maillog_css() -> str:
+    return format_html(
+        '<link rel="stylesheet" href="{}">', static("wagtail_maillog/css/maillog.css")
+    )
