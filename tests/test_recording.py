@@ -3,7 +3,7 @@
 from email.mime.image import MIMEImage
 
 import pytest
-from anymail.exceptions import AnymailAPIError
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from anymail.message import AnymailRecipientStatus
 from django.contrib.auth.models import Group, User
 from django.core import mail
@@ -169,10 +169,68 @@ def test_api_error_leaves_the_recipients_in_sending():
     assert not SendAttempt.objects.exists()
 
 
-def test_sending_the_same_object_again_reuses_its_row():
+def test_a_failed_send_retried_with_the_same_object_keeps_its_row():
     msg = EmailMessage("Hi", "b", "a@example.com", ["a@example.com"])
-    msg.send()
+    msg.anymail_test_response = AnymailAPIError("ESP down")
+    with pytest.raises(AnymailAPIError):
+        msg.send()
+    del msg.anymail_test_response
     msg.send()
     assert Message.objects.count() == 1
-    assert SendAttempt.objects.count() == 2
+    assert Recipient.objects.get().status == Status.SENT
+    assert SendAttempt.objects.count() == 1
+
+
+def test_sending_a_sent_object_again_makes_a_new_row():
+    msg = EmailMessage("Hi", "b", "a@example.com", ["a@example.com"])
+    msg.send()
+    first = Recipient.objects.get()
+    msg.send()
+    assert Message.objects.count() == 2
+    first.refresh_from_db()
+    assert first.esp_message_id == "0" and first.status == Status.SENT
     assert len(mail.outbox) == 2
+
+
+def test_send_time_refusal_has_a_reason_and_is_announced(django_capture_on_commit_callbacks):
+    from wagtail_maillog.signals import status_changed
+
+    seen = []
+    status_changed.connect(
+        lambda sender, changes, **kw: seen.extend(changes), weak=False, dispatch_uid="test-announce"
+    )
+    try:
+        msg = EmailMessage("Hi", "b", "a@example.com", ["bad@example.com"])
+        msg.anymail_test_response = {
+            "recipient_status": {"bad@example.com": AnymailRecipientStatus("id-9", "rejected")}
+        }
+        with (
+            django_capture_on_commit_callbacks(execute=True),
+            pytest.raises(AnymailRecipientsRefused),
+        ):
+            msg.send()
+    finally:
+        status_changed.disconnect(dispatch_uid="test-announce")
+    recipient = Recipient.objects.get()
+    assert recipient.status == Status.REJECTED
+    assert "refused" in recipient.reason
+    assert [(c.address, c.old, c.new) for c in seen] == [
+        ("bad@example.com", Status.SENDING, Status.REJECTED)
+    ]
+
+
+def test_error_reports_to_admins_are_system_mail(settings):
+    import logging
+
+    from django.core.mail import mail_admins
+    from django.utils.log import AdminEmailHandler
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    user = User.objects.create_user("eve", "eve@example.com", "pw")
+    with mail_context(user=user):
+        handler = AdminEmailHandler()
+        record = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "Boom", (), None)
+        handler.emit(record)
+    message = Message.objects.get()
+    assert message.source == "error_report" and message.system_generated is True
+    assert mail_admins  # the same path Django uses for 500 reports

@@ -286,3 +286,21 @@ def test_raw_payload_is_json(client, webhook_auth):
     post_json(client, POSTMARK, postmark("Delivery", "pm-7", "j@example.com"), webhook_auth)
     raw = Event.objects.get().raw
     assert json.loads(json.dumps(raw))["MessageID"] == "pm-7"
+
+
+def test_a_failing_receiver_of_another_app_gets_a_retry_not_a_400(client, webhook_auth):
+    """Not bad input: the ESP must retry (5xx), and nothing is half-stored."""
+    from anymail.signals import tracking
+
+    def broken(sender, event, esp_name, **kwargs):
+        raise RuntimeError("another app is broken")
+
+    send_with_ids(["x@example.com"], "pm-1")
+    tracking.connect(broken, dispatch_uid="test-broken")
+    client.raise_request_exception = False
+    try:
+        payload = postmark("Delivery", "pm-1", "x@example.com")
+        assert post_json(client, POSTMARK, payload, webhook_auth).status_code == 500
+    finally:
+        tracking.disconnect(dispatch_uid="test-broken")
+    assert not Event.objects.exists()

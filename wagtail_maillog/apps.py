@@ -17,3 +17,11 @@ class WagtailMailLogConfig(AppConfig):
         pre_send.connect(on_pre_send, dispatch_uid="wagtail_maillog.pre_send")
         post_send.connect(on_post_send, dispatch_uid="wagtail_maillog.post_send")
         tracking.connect(on_tracking, dispatch_uid="wagtail_maillog.tracking")
+
+        from django.db.models.signals import post_migrate
+
+        from .schedules import ensure_schedules
+
+        post_migrate.connect(
+            ensure_schedules, sender=self, dispatch_uid="wagtail_maillog.schedules"
+        )

@@ -25,11 +25,14 @@ DEFAULTS: dict[str, Any] = {
     "DEFERRED_BOUNCE_DAYS": 5,
     # (module prefix, source) pairs: mail sent from code in that module gets that
     # "sent from" source and counts as system-generated unless told otherwise.
+    # The first pair that matches any caller wins, so list specific ones first.
     "SYSTEM_SOURCES": [
+        ("wagtail.contrib.forms", "form"),
         ("django.contrib.auth", "password_reset"),
         ("wagtail.admin.mail", "wagtail_notification"),
         ("wagtail.users", "wagtail_notification"),
-        ("wagtail.contrib.forms", "form"),
+        ("django.utils.log", "error_report"),
+        ("django.middleware.common", "error_report"),
     ],
     # Source given to mail nobody labelled.
     "DEFAULT_SOURCE": "system",

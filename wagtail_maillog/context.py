@@ -87,20 +87,20 @@ def label_for(message: Any) -> MailLabel:
     return own.merged_over(_current.get())
 
 
-def source_from_stack(max_depth: int = 40) -> str | None:
-    """The source of the nearest caller listed in ``SYSTEM_SOURCES``, if any.
+def source_from_stack(max_depth: int = 60) -> str | None:
+    """The source of the first ``SYSTEM_SOURCES`` entry that matches a caller.
 
     Lets mail sent by Django and Wagtail themselves (password reset,
     moderation notifications) be labelled without touching their code.
     """
-    table = get_setting("SYSTEM_SOURCES")
+    modules = set()
     frame = sys._getframe(1)
     for _depth in range(max_depth):
         if frame is None:
             break
-        module = frame.f_globals.get("__name__", "")
-        for prefix, source in table:
-            if source and (module == prefix or module.startswith(prefix + ".")):
-                return source
+        modules.add(frame.f_globals.get("__name__", ""))
         frame = frame.f_back
+    for prefix, source in get_setting("SYSTEM_SOURCES"):
+        if any(m == prefix or m.startswith(prefix + ".") for m in modules):
+            return source
     return None

@@ -221,7 +221,7 @@ def _save_recipients(recipients: list[Recipient]) -> None:
     update_fields(recipients, ["status", "status_at", "opened_at", "reason"])
 
 
-def _announce(changes: list[StatusChange]) -> None:
+def announce(changes: list[StatusChange]) -> None:
     if changes:
         transaction.on_commit(lambda: status_changed.send(sender=Event, changes=changes))
 
@@ -254,7 +254,7 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
         _save_recipients(changed)
         result.stored = len(rows)
         result.orphans = sum(1 for r in rows if r.recipient is None)
-        _announce(result.changes)
+        announce(result.changes)
     return result
 
 
@@ -273,5 +273,5 @@ def attach_orphans(recipients: list[Recipient]) -> list[StatusChange]:
     changed, changes = apply_events(orphans, recipients)
     update_fields([o for o in orphans if o.recipient is not None], ["recipient"])
     _save_recipients(changed)
-    _announce(changes)
+    announce(changes)
     return changes

@@ -16,11 +16,13 @@ from anymail.utils import parse_address_list
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import status as rules
+from .bulk import update_fields
 from .conf import get_setting
 from .context import MailLabel, label_for, source_from_stack
-from .events import attach_orphans
+from .events import StatusChange, announce, attach_orphans
 from .models import Message, Recipient, SendAttempt
 from .models.messages import Importance, Role
 
@@ -155,14 +157,31 @@ def record_message(message: Any, esp_name: str = "", connector: str = "") -> Mes
 
 
 def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None:
-    """Record the message before it leaves (or find it again when retried)."""
+    """Record the message before it leaves.
+
+    An ``EmailMessage`` whose earlier send never reached the ESP (an exception,
+    or a retry from the outbox) keeps its row; one that was sent before gets a
+    new row, so the first send keeps its ESP ids and events.
+    """
     pk = getattr(message, PK_ATTRIBUTE, None)
-    if pk is not None and Message.objects.filter(pk=pk).exists():
-        now = timezone.now()
-        Message.objects.filter(pk=pk).update(esp_name=esp_name[:64])
-        Recipient.objects.filter(message_id=pk).update(status=rules.Status.SENDING, status_at=now)
-        return
+    if pk is not None:
+        unsent = Recipient.objects.filter(message_id=pk, esp_message_id="")
+        if (
+            unsent.exists()
+            and not Recipient.objects.filter(message_id=pk).exclude(esp_message_id="").exists()
+        ):
+            Message.objects.filter(pk=pk).update(esp_name=esp_name[:64])
+            unsent.update(status=rules.Status.SENDING, status_at=timezone.now())
+            return
     record_message(message, esp_name=esp_name)
+
+
+def _send_reason(result: Any, new_status: str) -> str:
+    if new_status in rules.FAILURES:
+        return _("The ESP refused this recipient when the message was sent (%(status)s).") % {
+            "status": result.status
+        }
+    return ""
 
 
 def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs: Any) -> None:
@@ -173,6 +192,7 @@ def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs
         return
     now = timezone.now()
     results = {addr.lower(): rs for addr, rs in (status.recipients or {}).items()}
+    changes: list[StatusChange] = []
     with transaction.atomic():
         recipients = list(Recipient.objects.select_for_update().filter(message_id=pk))
         for r in recipients:
@@ -181,17 +201,25 @@ def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs
                 continue
             r.esp_message_id = "" if result.message_id is None else str(result.message_id)[:255]
             new = rules.status_for_send_result(result.status)
+            before = r.status
             after = rules.transition(rules.Current(r.status, r.status_at), new, now)
             r.status, r.status_at = after.status, after.at
-        Recipient.objects.bulk_update(recipients, ["esp_message_id", "status", "status_at"])
+            r.reason = _send_reason(result, r.status) or r.reason
+            if r.status != before:
+                changes.append(StatusChange(r.pk, r.address, before, r.status, None, ""))
+        update_fields(recipients, ["esp_message_id", "status", "status_at", "reason"])
         SendAttempt.objects.create(
             message_id=pk,
             at=now,
             outcome=SendAttempt.Outcome.SENT,
             connector=esp_name[:64],
             response={
-                addr: {"message_id": str(rs.message_id), "status": rs.status}
+                addr: {
+                    "message_id": None if rs.message_id is None else str(rs.message_id),
+                    "status": rs.status,
+                }
                 for addr, rs in results.items()
             },
         )
+        announce(changes)
         attach_orphans(recipients)

@@ -2,7 +2,7 @@
 
 from django.dispatch import Signal
 
-#: Recipients changed status. Sent once per batch of events, after the
-#: transaction that stored them committed.
-#: provides args: changes (list of :class:`wagtail_maillog.recording.StatusChange`)
+#: Recipients changed status: through ESP events (once per batch) or the ESP's
+#: answer at send time. Sent after the transaction that stored them committed.
+#: provides args: changes (list of :class:`wagtail_maillog.events.StatusChange`)
 status_changed = Signal()

@@ -10,6 +10,7 @@ request and stores them in one transaction (:mod:`wagtail_maillog.events`).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -32,6 +33,21 @@ def _retry_later() -> HttpResponse:
     return response
 
 
+def _raised_by_a_receiver(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of a signal receiver rather than anymail's parsing.
+
+    anymail parses the whole body before it sends any signal, so an exception
+    raised inside Django's signal dispatch is a failure of some receiver, not
+    bad input, and must not be answered with a 400 that the ESP never retries.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("dispatch", "dispatcher.py")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _is_empty(event: Any) -> bool:
     """An event anymail parsed out of nothing: e.g. ``{}`` posted to Postmark's URL."""
     return event.event_type == "unknown" and not event.message_id and not event.recipient
@@ -51,7 +67,9 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             except DatabaseError:
                 logger.warning("Database unavailable during a webhook", exc_info=True)
                 return _retry_later()
-            except Exception as exc:  # anymail could not parse the body
+            except Exception as exc:
+                if _raised_by_a_receiver(exc):
+                    raise  # another app's tracking receiver failed: 500, the ESP retries
                 logger.warning(
                     "Rejected a malformed webhook at %s: %s: %s",
                     request.path,

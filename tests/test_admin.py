@@ -1,0 +1,406 @@
+"""The mail log in the Wagtail admin, as users with and without each permission."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+from django.core.mail import EmailMessage
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests.testapp.models import Invoice
+from tests.utils import post_json, send_with_ids
+from wagtail_maillog import label
+from wagtail_maillog.models import Message, Recipient, SendAttempt
+from wagtail_maillog.status import Status
+
+pytestmark = pytest.mark.django_db
+
+XSS = "<script>alert(1)</script>"
+LOG = "/admin/maillog/"
+
+
+def make_user(name: str, *perms: str, groups: tuple[Group, ...] = ()) -> User:
+    user = User.objects.create_user(name, f"{name}@example.com", "pw")
+    user.user_permissions.add(Permission.objects.get(codename="access_admin"))
+    for codename in perms:
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label="wagtail_maillog", codename=codename)
+        )
+    user.groups.add(*groups)
+    return user
+
+
+def denied(response) -> bool:
+    """Wagtail's answer to a PermissionDenied in its admin."""
+    return response.status_code == 302 and response["Location"] == "/admin/"
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def send_as(user: User | None, subject: str, to: str = "someone@example.com") -> Message:
+    msg = EmailMessage(subject, "Body", "site@example.com", [to])
+    label(msg, user=user)
+    msg.send()
+    return Message.objects.get(pk=msg._maillog_pk)
+
+
+@pytest.fixture
+def team():
+    return Group.objects.create(name="Support")
+
+
+@pytest.fixture
+def people(team):
+    other_team = Group.objects.create(name="Sales")
+    return {
+        "editor": make_user("editor"),
+        "viewer": make_user("viewer", "view_message", groups=(team,)),
+        "teammate": make_user("teammate", groups=(team,)),
+        "outsider": make_user("outsider", "view_message", groups=(other_team,)),
+        "auditor": make_user("auditor", "view_all_mail"),
+        "resender": make_user("resender", "view_all_mail", "resend_message"),
+        "canceller": make_user("canceller", "view_all_mail", "cancel_message"),
+        "admin": User.objects.create_superuser("admin", "admin@example.com", "pw"),
+    }
+
+
+def test_menu_item_only_for_users_who_may_view(people):
+    assert "Mail log" in client_for(people["viewer"]).get("/admin/").content.decode()
+    assert "Mail log" in client_for(people["admin"]).get("/admin/").content.decode()
+    assert "Mail log" not in client_for(people["editor"]).get("/admin/").content.decode()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        LOG,
+        LOG + "results/",
+        LOG + "?export=csv",
+        LOG + "{pk}/",
+        LOG + "{pk}/resend/",
+        LOG + "{pk}/cancel/",
+    ],
+)
+def test_pages_are_forbidden_without_the_view_permission(people, url):
+    """Wagtail turns PermissionDenied into a redirect to the dashboard with a message."""
+    message = send_as(None, "System mail")
+    response = client_for(people["editor"]).get(url.format(pk=message.pk))
+    assert denied(response)
+
+
+def test_anonymous_users_are_sent_to_the_login_page():
+    response = Client().get(LOG)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_staff_see_their_own_and_their_teams_mail_only(people):
+    own = send_as(people["viewer"], "Mine")
+    teams = send_as(people["teammate"], "My team's")
+    send_as(people["outsider"], "Another team's")
+    system = send_as(None, "System mail")
+
+    page = client_for(people["viewer"]).get(LOG).content.decode()
+    assert "Mine" in page and "My team&#x27;s" in page
+    assert "Another team" not in page and "System mail" not in page
+    everything = client_for(people["auditor"]).get(LOG).content.decode()
+    assert all(s in everything for s in ("Mine", "Another team", "System mail"))
+
+    viewer = client_for(people["viewer"])
+    assert viewer.get(f"{LOG}{own.pk}/").status_code == 200
+    assert viewer.get(f"{LOG}{teams.pk}/").status_code == 200
+    assert viewer.get(f"{LOG}{system.pk}/").status_code == 404  # not even its existence
+
+
+def test_filters_search_and_sorting(people, client, webhook_auth):
+    a = send_with_ids(["ann@example.com"], "pm-a", subject="Welcome Ann")
+    send_with_ids(["bob@example.com"], "pm-b", subject="Invoice Bob")
+    bounce = {
+        "RecordType": "Bounce",
+        "ID": 9,
+        "Type": "HardBounce",
+        "MessageID": "pm-a",
+        "Email": "ann@example.com",
+        "BouncedAt": "2026-11-05T16:33:54Z",
+    }
+    post_json(client, "/anymail/postmark/tracking/", bounce, webhook_auth)
+    Message.objects.filter(pk=a.pk).update(source="newsletter")
+    admin = client_for(people["admin"])
+
+    def shown(query: str) -> set[str]:
+        response = admin.get(LOG + "?" + query)
+        assert response.status_code == 200
+        rows = response.context["table"].rows
+        return {row.record.address for row in rows}
+
+    assert shown("") == {"ann@example.com", "bob@example.com"}
+    assert shown("status=bounced") == {"ann@example.com"}
+    assert shown("status=bounced&status=queued") == {"ann@example.com", "bob@example.com"}
+    assert shown("source=newsletter") == {"ann@example.com"}
+    assert shown("q=invoice") == {"bob@example.com"}
+    assert shown("q=BOB@example.com") == {"bob@example.com"}
+    assert shown("esp=Test") == {"ann@example.com", "bob@example.com"}
+    today = timezone.localdate()
+    assert shown(f"created_at_from={today + timedelta(days=1)}") == set()
+    assert shown(f"created_at_from={today}&created_at_to={today}") == {
+        "ann@example.com",
+        "bob@example.com",
+    }
+    ordered = admin.get(LOG + "?ordering=address").context["table"].rows
+    assert [r.record.address for r in ordered] == ["ann@example.com", "bob@example.com"]
+    page = admin.get(LOG).content.decode()
+    assert 'data-status="bounced"' in page and "Hard bounce" not in page
+
+
+def test_related_type_filter_and_panel_link(people):
+    invoice = Invoice.objects.create(number="77")
+    msg = EmailMessage("Invoice 77", "b", "a@example.com", ["payer@example.com"])
+    label(msg, related=invoice, source="invoice")
+    msg.send()
+    send_as(None, "Unrelated")
+    admin = client_for(people["admin"])
+    ct = Message.objects.get(subject="Invoice 77").content_type_id
+    rows = admin.get(f"{LOG}?related_type={ct}&related_id={invoice.pk}").context["table"].rows
+    assert [r.record.message.subject for r in rows] == ["Invoice 77"]
+    page = admin.get(LOG).content.decode()
+    assert "Invoice 77" in page and "Invoice</div>" in page  # label and type
+
+
+def test_user_controlled_text_is_escaped_everywhere(people, client, webhook_auth):
+    message = send_with_ids(["x@example.com"], "pm-x", subject=XSS)
+    event = {
+        "RecordType": "Bounce",
+        "ID": 1,
+        "Type": "HardBounce",
+        "MessageID": "pm-x",
+        "Email": "x@example.com",
+        "BouncedAt": "2026-11-05T16:33:54Z",
+        "Description": XSS,
+        "Details": XSS,
+    }
+    post_json(client, "/anymail/postmark/tracking/", event, webhook_auth)
+    Message.objects.filter(pk=message.pk).update(source=XSS, body_html=XSS, body_text=XSS)
+    admin = client_for(people["admin"])
+    recipient = message.recipients.get()
+    for url in (
+        LOG,
+        LOG + "results/",
+        f"{LOG}{message.pk}/",
+        f"{LOG}{message.pk}/resend/",
+        f"/admin/bulk/wagtail_maillog/recipient/resend/?id={recipient.pk}",
+    ):
+        body = admin.get(url).content.decode()
+        assert XSS not in body, url
+        assert "&lt;script&gt;" in body, url
+
+
+def test_resend_needs_permission_and_confirmation(people):
+    original = send_as(None, "Receipt")
+    url = f"{LOG}{original.pk}/resend/"
+    assert denied(client_for(people["auditor"]).get(url))
+    assert denied(client_for(people["auditor"]).post(url))
+
+    resender = client_for(people["resender"])
+    confirm = resender.get(url)
+    assert confirm.status_code == 200 and "Yes, resend" in confirm.content.decode()
+    assert Message.objects.count() == 1  # a GET changes nothing
+    response = resender.post(url)
+    assert response.status_code == 302
+    new = Message.objects.exclude(pk=original.pk).get()
+    assert new.resent_from == original
+    assert new.subject == "Receipt" and new.created_by == people["resender"]
+    assert new.recipients.get().address == "someone@example.com"
+    assert original.recipients.get().events.count() == 0  # old history untouched
+    assert response["Location"] == f"{LOG}{new.pk}/"
+
+
+def test_resend_to_some_recipients_only(people):
+    msg = EmailMessage("Hi", "b", "a@example.com", ["one@example.com", "two@example.com"])
+    msg.send()
+    original = Message.objects.get()
+    two = original.recipients.get(address="two@example.com")
+    client_for(people["resender"]).post(f"{LOG}{original.pk}/resend/", {"recipient": [two.pk]})
+    new = Message.objects.exclude(pk=original.pk).get()
+    assert [r.address for r in new.recipients.all()] == ["two@example.com"]
+
+
+def test_mail_with_attachments_cannot_be_resent(people):
+    msg = EmailMessage("Invoice", "b", "a@example.com", ["p@example.com"])
+    msg.attach("invoice.pdf", b"%PDF", "application/pdf")
+    msg.send()
+    original = Message.objects.get()
+    resender = client_for(people["resender"])
+    assert (
+        "Attachments are not kept" in resender.get(f"{LOG}{original.pk}/resend/").content.decode()
+    )
+    resender.post(f"{LOG}{original.pk}/resend/")
+    assert Message.objects.count() == 1
+
+
+def test_cancel_only_while_pending_and_with_permission(people):
+    message = send_as(None, "Later")
+    Recipient.objects.filter(message=message).update(status=Status.PENDING)
+    url = f"{LOG}{message.pk}/cancel/"
+    assert denied(client_for(people["resender"]).post(url))
+    canceller = client_for(people["canceller"])
+    assert canceller.post(url).status_code == 302
+    assert message.recipients.get().status == Status.CANCELLED
+    assert SendAttempt.objects.filter(message=message, outcome="cancelled").exists()
+
+    sent = send_as(None, "Already gone")
+    canceller.post(f"{LOG}{sent.pk}/cancel/")
+    assert sent.recipients.get().status == Status.SENT
+
+
+def test_posts_need_a_csrf_token(people):
+    message = send_as(None, "Receipt")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people["admin"])
+    assert client.post(f"{LOG}{message.pk}/resend/").status_code == 403
+    assert client.post(f"{LOG}{message.pk}/cancel/").status_code == 403
+    assert Message.objects.count() == 1
+
+
+def test_bulk_resend_through_wagtails_bulk_actions(people):
+    send_as(None, "First", "a@example.com")
+    send_as(None, "Second", "b@example.com")
+    with_attachment = EmailMessage("Attached", "b", "s@example.com", ["c@example.com"])
+    with_attachment.attach("x.pdf", b"%PDF", "application/pdf")
+    with_attachment.send()
+    ids = "&".join(f"id={r.pk}" for r in Recipient.objects.all())
+    url = f"/admin/bulk/wagtail_maillog/recipient/resend/?{ids}&next={LOG}"
+
+    resender = client_for(people["resender"])
+    confirm = resender.get(url).content.decode()
+    assert "First" in confirm and "You cannot resend these" in confirm
+    response = resender.post(url)
+    assert response.status_code == 302
+    resent = Message.objects.filter(resent_from__isnull=False)
+    assert sorted(resent.values_list("subject", flat=True)) == ["First", "Second"]
+
+    client_for(people["auditor"]).post(url)
+    assert Message.objects.filter(resent_from__isnull=False).count() == 2
+
+
+def test_bulk_resend_ignores_rows_the_user_cannot_see(people):
+    hidden = send_as(people["outsider"], "Not yours")
+    resender_in_team = make_user("teamresender", "view_message", "resend_message")
+    url = f"/admin/bulk/wagtail_maillog/recipient/resend/?id={hidden.recipients.get().pk}"
+    client_for(resender_in_team).post(url)
+    assert not Message.objects.filter(resent_from=hidden).exists()
+
+
+def test_export_streams_exactly_the_filtered_rows(people, client, webhook_auth):
+    send_with_ids(["ann@example.com"], "pm-a")
+    send_with_ids(["bob@example.com"], "pm-b")
+    bounce = {
+        "RecordType": "Bounce",
+        "ID": 9,
+        "Type": "HardBounce",
+        "MessageID": "pm-a",
+        "Email": "ann@example.com",
+        "BouncedAt": "2026-11-05T16:33:54Z",
+    }
+    post_json(client, "/anymail/postmark/tracking/", bounce, webhook_auth)
+    admin = client_for(people["admin"])
+    response = admin.get(LOG + "?status=bounced&export=jsonl")
+    assert response.streaming
+    body = b"".join(response.streaming_content).decode().splitlines()
+    assert len(body) == 1 and '"ann@example.com"' in body[0]
+    csv_rows = b"".join(admin.get(LOG + "?export=csv").streaming_content).decode().splitlines()
+    assert csv_rows[0].startswith("message_id,") and len(csv_rows) == 3
+
+    own = send_as(people["viewer"], "Mine")
+    viewer_rows = (
+        b"".join(client_for(people["viewer"]).get(LOG + "?export=jsonl").streaming_content)
+        .decode()
+        .splitlines()
+    )
+    assert len(viewer_rows) == 1 and str(own.pk) in viewer_rows[0]
+
+
+def _fill(count: int, prefix: str) -> None:
+    invoice = Invoice.objects.create(number=prefix)
+    for i in range(count):
+        msg = EmailMessage(f"{prefix} {i}", "b", "a@example.com", [f"{prefix}{i}@example.com"])
+        label(msg, related=invoice if i % 2 else None, source="invoice" if i % 3 else "system")
+        msg.send()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "status=sent",
+        "q=example",
+        "source=invoice",
+        "created_at_from=2020-01-01",
+        "ordering=status",
+        "opened=true",
+    ],
+)
+def test_list_queries_do_not_grow_with_the_number_of_rows(people, query):
+    admin = client_for(people["admin"])
+    admin.get(LOG)  # warm caches (content types, permissions, site)
+
+    counts = []
+    for size, prefix in ((3, "a"), (40, "b")):
+        _fill(size, prefix)
+        with CaptureQueriesContext(connection) as queries:
+            assert admin.get(f"{LOG}?{query}").status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_detail_page_shows_the_whole_story(people, client, webhook_auth):
+    message = send_with_ids(["ann@example.com"], "pm-a", subject="Welcome")
+    for record in (
+        {
+            "RecordType": "Delivery",
+            "MessageID": "pm-a",
+            "Recipient": "ann@example.com",
+            "DeliveredAt": "2026-11-05T16:33:50Z",
+            "Details": "250 2.0.0 OK",
+        },
+        {
+            "RecordType": "Click",
+            "MessageID": "pm-a",
+            "Recipient": "ann@example.com",
+            "ReceivedAt": "2026-11-05T16:40:00Z",
+            "OriginalLink": "https://example.com/offer",
+            "UserAgent": "Mozilla/5.0 Firefox",
+        },
+    ):
+        post_json(client, "/anymail/postmark/tracking/", record, webhook_auth)
+    page = client_for(people["admin"]).get(f"{LOG}{message.pk}/").content.decode()
+    for text in (
+        "250 2.0.0 OK",
+        "https://example.com/offer",
+        "Mozilla/5.0 Firefox",
+        "Raw ESP payloads",
+        "pm-a",
+        "Body",
+        "image proxies" if False else "tracking image",
+    ):
+        assert text in page, text
+
+
+def test_body_is_hidden_when_the_setting_is_off(people, settings):
+    message = send_as(None, "Private")
+    admin = client_for(people["admin"])
+    assert (
+        '<pre class="maillog-raw">Body</pre>' in admin.get(f"{LOG}{message.pk}/").content.decode()
+    )
+    settings.WAGTAIL_MAILLOG = {"STORE_BODY": False}
+    assert (
+        '<pre class="maillog-raw">Body</pre>'
+        not in admin.get(f"{LOG}{message.pk}/").content.decode()
+    )
