@@ -74,7 +74,7 @@ if _db == "postgres":
             "PORT": os.environ.get("MAILLOG_PG_PORT", "5432"),
             "USER": os.environ.get("MAILLOG_PG_USER", "postgres"),
             "PASSWORD": os.environ.get("MAILLOG_PG_PASSWORD", "postgres"),
-            "TEST": {"NAME": "test_wagtail_maillog"},
+            "TEST": {"NAME": "test_wagtail_maillog" + os.environ.get("MAILLOG_TEST_DB_SUFFIX", "")},
         }
     }
 elif _db == "mysql":
@@ -93,7 +93,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.path.join(BASE_DIR, "test.sqlite3"),
-            "TEST": {"NAME": os.path.join(BASE_DIR, "test_db.sqlite3")},
+            # Tests use an in-memory database of their own (no clash between runs).
         }
     }
 
