@@ -3,8 +3,10 @@
 ``EMAIL_BACKEND = "wagtail_maillog.sandbox.SandboxBackend"`` accepts every
 message like a real ESP (one message id for all recipients, as Postmark and
 SparkPost do), then emits realistic events through anymail's real
-``tracking`` signal, ``SANDBOX_EVENT_DELAY`` seconds later (through a
-django-q2 schedule; 0 emits them at once, None never).
+``tracking`` signal, ``SANDBOX_EVENT_DELAY`` seconds later (through a one-off
+django-q2 schedule, so a running ``qcluster`` is needed, and its scheduler
+wakes every 30 s: events come 0–30 s after the delay; 0 emits them at once,
+None never).
 
 The recipient's domain decides what happens::
 
@@ -227,6 +229,5 @@ def schedule_events(planned: list[dict[str, Any]]) -> None:
         args=repr((planned, (timezone.now() + timedelta(seconds=delay)).isoformat())),
         schedule_type=Schedule.ONCE,
         next_run=timezone.now() + timedelta(seconds=delay),
-        repeats=1,
         name=f"sandbox events {planned[0]['message_id']}"[:100],
     )

@@ -1,0 +1,20 @@
+from wagtail.snippets.models import register_snippet
+from wagtail.snippets.views.snippets import SnippetViewSet
+
+from .models import Member
+
+
+class MemberViewSet(SnippetViewSet):
+    model = Member
+    icon = "user"
+    menu_label = "Members"
+    menu_order = 200
+    add_to_admin_menu = True
+    list_display = ["name", "email", "joined"]
+    list_filter = ["joined"]
+    search_fields = ["name", "email"]
+    search_backend_name = None  # plain database lookups; no search index to keep
+    ordering = ["name"]
+
+
+register_snippet(MemberViewSet)
