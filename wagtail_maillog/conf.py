@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
         ("django.utils.log", "error_report"),
         ("django.middleware.common", "error_report"),
     ],
+    # {source code: label} for the "sent from" column, added to the built-in ones.
+    "SOURCE_LABELS": {},
     # Source given to mail nobody labelled.
     "DEFAULT_SOURCE": "system",
     # Sandbox ESP (demo and tests): seconds before simulated events arrive.

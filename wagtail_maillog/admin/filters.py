@@ -9,17 +9,18 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 
 from ..models import Message, Recipient
+from ..sources import source_label
 from ..status import Status
 
 
-def _distinct_message_values(field: str) -> list[tuple[str, str]]:
+def _distinct_message_values(field: str, label=str) -> list[tuple[str, str]]:
     values = (
         Message.objects.exclude(**{field: ""})
         .order_by(field)
         .values_list(field, flat=True)
         .distinct()
     )
-    return [(v, v) for v in values]
+    return [(v, label(v)) for v in values]
 
 
 class MailLogFilterSet(WagtailFilterSet):
@@ -30,7 +31,7 @@ class MailLogFilterSet(WagtailFilterSet):
     source = django_filters.ChoiceFilter(
         label=_("Sent from"),
         field_name="message__source",
-        choices=lambda: _distinct_message_values("source"),
+        choices=lambda: _distinct_message_values("source", source_label),
     )
     related_type = django_filters.ModelChoiceFilter(
         label=_("Related type"),

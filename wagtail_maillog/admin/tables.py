@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Recipient
+from ..sources import source_label
 from ..status import OPENED_CAVEAT
 from ..templatetags.maillog_tags import status_badge
 
@@ -101,6 +102,9 @@ class MailLogTable(tables.Table):
             record.pk,
             record.message.subject or _("(no subject)"),
         )
+
+    def render_source(self, value: str) -> str:
+        return source_label(value)
 
     def render_status(self, record: Recipient) -> str:
         return status_badge(record.status, record.reason)

@@ -24,6 +24,7 @@ from ..conf import get_setting
 from ..export import lines as export_lines
 from ..export import rows as export_rows
 from ..models import Event, Message, Recipient
+from ..sources import source_label
 from ..status import CANCELLABLE, OPENED_CAVEAT
 from .access import CANCEL, RESEND, can_view_log, visible_messages, visible_recipients
 from .filters import MailLogFilterSet
@@ -165,6 +166,7 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
             resend_refusal=actions.resend_refusal(message),
             can_cancel=user.has_perm(CANCEL) and any(r.status in CANCELLABLE for r in recipients),
             opened_caveat=OPENED_CAVEAT,
+            source_label=source_label(message.source),
         )
         return context
 
