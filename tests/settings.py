@@ -69,7 +69,7 @@ if _db == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "test",
+            "NAME": os.environ.get("MAILLOG_PG_NAME", "test"),
             "HOST": os.environ.get("MAILLOG_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("MAILLOG_PG_PORT", "5432"),
             "USER": os.environ.get("MAILLOG_PG_USER", "postgres"),
@@ -114,13 +114,19 @@ ANYMAIL = {
     "POSTMARK_SERVER_TOKEN": "unused",
 }
 
-Q_CLUSTER = {
-    "name": "maillog-tests",
-    "orm": "default",
-    "sync": True,
-    "workers": 1,
-    "timeout": 60,
-    "retry": 120,
-}
+# In-process by default; the tests' subprocess workers set MAILLOG_Q_BROKER=redis.
+Q_CLUSTER = {"name": "maillog-tests", "sync": True, "workers": 1, "timeout": 60, "retry": 120}
+if os.environ.get("MAILLOG_Q_BROKER") == "redis":
+    Q_CLUSTER |= {
+        "sync": False,
+        "workers": 2,
+        "redis": os.environ.get("MAILLOG_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    }
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Nothing in the tests may reach the internet.
+WAGTAIL_ENABLE_UPDATE_CHECK = False
+WAGTAIL_GRAVATAR_PROVIDER_URL = None
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -117,7 +117,20 @@ def resend(
     return ResendResult(original=message, new=new, error=error)
 
 
+def _outbox_item(message: Message) -> Any:
+    from .models import OutboxItem
+
+    return OutboxItem.objects.filter(message=message).first()
+
+
 def cancel_refusal(message: Message) -> str:
+    from .models.outbox import CANCELLABLE_STATES
+
+    item = _outbox_item(message)
+    if item is not None:
+        if item.state not in CANCELLABLE_STATES:
+            return _("The message is being handed to the ESP right now; it cannot be cancelled.")
+        return ""
     if not message.recipients.filter(status__in=rules.CANCELLABLE).exists():
         return _("Only mail that is still pending in our outbox can be cancelled.")
     return ""
@@ -125,6 +138,14 @@ def cancel_refusal(message: Message) -> str:
 
 def cancel(message: Message, user: Any = None) -> int:
     """Cancel the recipients of ``message`` that are still pending; returns how many."""
+    item = _outbox_item(message)
+    if item is not None:
+        from .outbox.worker import cancel as cancel_items
+
+        refusal = cancel_refusal(message)
+        if refusal or not cancel_items([item], user=user):
+            raise ActionRefused(refusal or _("Nothing to cancel."))
+        return message.recipients.filter(status=rules.Status.CANCELLED).count()
     with transaction.atomic():
         now = timezone.now()
         count = (

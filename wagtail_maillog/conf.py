@@ -38,6 +38,23 @@ DEFAULTS: dict[str, Any] = {
     "SOURCE_LABELS": {},
     # Source given to mail nobody labelled.
     "DEFAULT_SOURCE": "system",
+    # Outbox (EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend").
+    # Named connectors: the real backends mail goes through. Each is
+    # {"BACKEND": dotted path, "OPTIONS": {kwargs for it}, "ENABLED": bool}.
+    "CONNECTORS": {},
+    # The connector of mail that names none (label(msg, connector=...)).
+    "DEFAULT_CONNECTOR": "default",
+    # Seconds to wait before attempt 2, 3, ... (the last value repeats), or a
+    # dotted path to a function(attempt: int) -> seconds.
+    "RETRY_SCHEDULE": [60, 300, 1800, 7200],
+    # Attempts before a message is failed and only a manual retry sends it.
+    "MAX_ATTEMPTS": 5,
+    # "Undo send": seconds a new message waits in the outbox, cancellable.
+    "UNDO_SEND_SECONDS": 0,
+    # Seconds a worker may hold a message before another may take it over.
+    "LEASE_SECONDS": 300,
+    # Messages one worker run claims at a time.
+    "OUTBOX_BATCH": 50,
     # Sandbox ESP (demo and tests): seconds before simulated events arrive.
     # 0 emits them at once inside the send; None emits nothing.
     "SANDBOX_EVENT_DELAY": 0,

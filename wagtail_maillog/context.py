@@ -42,6 +42,8 @@ class MailLabel:
     importance: str | None = None
     store_body: bool | None = None
     connector: str | None = None
+    send_at: Any = None  # an aware datetime: the outbox holds the mail until then
+    undo_seconds: int | None = None  # the outbox's undo-send delay for this mail
 
     def merged_over(self, other: MailLabel) -> MailLabel:
         """This label, with the gaps filled from ``other``."""

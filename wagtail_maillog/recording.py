@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 #: The attribute of an ``EmailMessage`` that holds the pk of its Message row.
 PK_ATTRIBUTE = "_maillog_pk"
+#: Set by the outbox worker: the SendAttempt row of the hand-over in progress.
+ATTEMPT_ATTRIBUTE = "_maillog_attempt_pk"
 
 
 def _addresses(values: Any) -> list[tuple[str, str]]:
@@ -208,18 +210,25 @@ def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs
             if r.status != before:
                 changes.append(StatusChange(r.pk, r.address, before, r.status, None, ""))
         update_fields(recipients, ["esp_message_id", "status", "status_at", "reason"])
-        SendAttempt.objects.create(
-            message_id=pk,
-            at=now,
-            outcome=SendAttempt.Outcome.SENT,
-            connector=esp_name[:64],
-            response={
-                addr: {
-                    "message_id": None if rs.message_id is None else str(rs.message_id),
-                    "status": rs.status,
-                }
-                for addr, rs in results.items()
-            },
-        )
+        response = {
+            addr: {
+                "message_id": None if rs.message_id is None else str(rs.message_id),
+                "status": rs.status,
+            }
+            for addr, rs in results.items()
+        }
+        attempt_pk = getattr(message, ATTEMPT_ATTRIBUTE, None)
+        if attempt_pk is not None:  # the outbox worker opened this attempt
+            SendAttempt.objects.filter(pk=attempt_pk).update(
+                outcome=SendAttempt.Outcome.SENT, response=response
+            )
+        else:
+            SendAttempt.objects.create(
+                message_id=pk,
+                at=now,
+                outcome=SendAttempt.Outcome.SENT,
+                connector=esp_name[:64],
+                response=response,
+            )
         announce(changes)
         attach_orphans(recipients)

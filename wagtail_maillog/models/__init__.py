@@ -1,5 +1,15 @@
 """The models of wagtail-maillog, one module per capability, re-exported here."""
 
 from .messages import Event, Message, Recipient, SendAttempt
+from .outbox import ConnectorState, OutboxItem, OutboxPreference, SendState
 
-__all__ = ["Event", "Message", "Recipient", "SendAttempt"]
+__all__ = [
+    "ConnectorState",
+    "Event",
+    "Message",
+    "OutboxItem",
+    "OutboxPreference",
+    "Recipient",
+    "SendAttempt",
+    "SendState",
+]

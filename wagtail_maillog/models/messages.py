@@ -114,7 +114,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.subject or _("(no subject)")
+        return self.subject or str(_("(no subject)"))
 
     @property
     def can_resend(self) -> bool:
@@ -205,6 +205,8 @@ class SendAttempt(models.Model):
     """One hand-over of a message to a backend, and how it went."""
 
     class Outcome(models.TextChoices):
+        STARTED = "started", _("In progress")
+        INTERRUPTED = "interrupted", _("Interrupted")
         SENT = "sent", _("Handed over")
         FAILED = "failed", _("Failed")
         BLOCKED = "blocked", _("Blocked")

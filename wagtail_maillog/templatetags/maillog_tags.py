@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
 
 from ..status import ENGAGED, FAILURES, OPENED_CAVEAT, Status
 
@@ -40,6 +41,24 @@ def appearance(status: str) -> tuple[str, str]:
     if status in APPEARANCE:
         return APPEARANCE[status]
     return ("error", "critical") if status in FAILURES else ("help", "neutral")
+
+
+EVENT_LABELS = {
+    "autoresponded": _("Auto-reply"),
+    "subscribed": _("Subscribed"),
+    "unknown": _("Unknown event"),
+}
+
+
+@register.filter
+def event_label(event_type: str) -> str:
+    """A translated name for an anymail event type."""
+    if event_type in EVENT_LABELS:
+        return str(EVENT_LABELS[event_type])
+    try:
+        return str(Status(event_type).label)
+    except ValueError:
+        return event_type.replace("_", " ").capitalize()
 
 
 @register.simple_tag

@@ -1,0 +1,70 @@
+"""``EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"``.
+
+Sending becomes: record the message (status "pending"), put it in the
+outbox, wake a django-q2 worker after the transaction commits. The worker
+sends it through its connector (see :mod:`wagtail_maillog.outbox.worker`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
+from django.utils import timezone
+
+from .. import status as rules
+from ..conf import get_setting
+from ..context import label_for
+from ..models import OutboxItem, Recipient, SendState
+from ..recording import record_message
+from . import connectors
+from .payload import dump
+
+
+def _when(label: Any, now: datetime) -> tuple[str, datetime]:
+    """The first state and due time: scheduled, or queued after the undo delay."""
+    if label.send_at is not None and label.send_at > now:
+        return SendState.SCHEDULED, label.send_at
+    delay = label.undo_seconds
+    if delay is None:
+        delay = get_setting("UNDO_SEND_SECONDS")
+    return SendState.QUEUED, now + timedelta(seconds=delay or 0)
+
+
+def enqueue(message: Any) -> OutboxItem:
+    """Record ``message`` and put it in the outbox (inside the caller's transaction)."""
+    label = label_for(message)
+    connector = connectors.resolve(label.connector)
+    now = timezone.now()
+    row = record_message(message, connector=connector)
+    Recipient.objects.filter(message=row).update(status=rules.Status.PENDING, status_at=now)
+    state, due = _when(label, now)
+    if state == SendState.QUEUED and not connectors.is_enabled(connector):
+        state = SendState.CONNECTOR_DISABLED
+    payload, mac = dump(message)
+    return OutboxItem.objects.create(
+        message=row,
+        connector=connector,
+        state=state,
+        created_at=now,
+        next_attempt_at=due,
+        payload=payload,
+        payload_mac=mac,
+    )
+
+
+class OutboxBackend(BaseEmailBackend):
+    """Queues mail in the outbox instead of sending it in the request."""
+
+    def send_messages(self, email_messages: Any) -> int:
+        if not email_messages:
+            return 0
+        from .worker import wake
+
+        with transaction.atomic():
+            for message in email_messages:
+                enqueue(message)
+            transaction.on_commit(wake)
+        return len(email_messages)

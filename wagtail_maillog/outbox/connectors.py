@@ -1,0 +1,79 @@
+"""Named connectors: the real backends mail leaves through, and their on/off state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import get_connection
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from ..conf import get_setting
+
+
+def configured() -> dict[str, dict[str, Any]]:
+    """The ``CONNECTORS`` setting, checked."""
+    connectors = get_setting("CONNECTORS") or {}
+    for name, spec in connectors.items():
+        if not isinstance(spec, dict) or "BACKEND" not in spec:
+            raise ImproperlyConfigured(
+                f'WAGTAIL_MAILLOG["CONNECTORS"][{name!r}] needs a "BACKEND" (a dotted path '
+                "to an email backend, e.g. anymail.backends.postmark.EmailBackend)"
+            )
+    return connectors
+
+
+def default_name() -> str:
+    return get_setting("DEFAULT_CONNECTOR")
+
+
+def resolve(name: str | None) -> str:
+    """The connector a message goes through: its own if known, else the default."""
+    connectors = configured()
+    if name and name in connectors:
+        return name
+    default = default_name()
+    if default not in connectors:
+        raise ImproperlyConfigured(
+            f'WAGTAIL_MAILLOG["DEFAULT_CONNECTOR"] is {default!r}, but CONNECTORS has only '
+            f"{sorted(connectors)}: add it to CONNECTORS"
+        )
+    return default
+
+
+def open_connection(name: str) -> Any:
+    spec = configured()[name]
+    import_string(spec["BACKEND"])  # a clear ImportError for a typo
+    return get_connection(spec["BACKEND"], fail_silently=False, **spec.get("OPTIONS", {}))
+
+
+def enabled_names() -> set[str]:
+    """Connectors that may send now: on in settings, and not switched off in the admin.
+
+    A connector switched off in settings stays off whatever the admin says.
+    """
+    from ..models import ConnectorState
+
+    off = set(ConnectorState.objects.filter(enabled=False).values_list("name", flat=True))
+    return {
+        name for name, spec in configured().items() if spec.get("ENABLED", True) and name not in off
+    }
+
+
+def is_enabled(name: str) -> bool:
+    return name in enabled_names()
+
+
+def set_enabled(name: str, enabled: bool, user: Any = None) -> int:
+    """Switch a connector on or off; returns how many waiting mails changed state."""
+    from ..models import ConnectorState
+    from .worker import park_disabled, release_enabled
+
+    if name not in configured():
+        raise ImproperlyConfigured(f"No connector named {name!r}")
+    ConnectorState.objects.update_or_create(
+        name=name,
+        defaults={"enabled": enabled, "changed_at": timezone.now(), "changed_by": user},
+    )
+    return release_enabled() if enabled else park_disabled()
