@@ -66,6 +66,7 @@ TEMPLATES = [
 
 _db = os.environ.get("MAILLOG_TEST_DB", "sqlite")
 if _db == "postgres":
+    INSTALLED_APPS.append("django.contrib.postgres")  # Wagtail's search index needs it
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
@@ -130,3 +131,13 @@ WAGTAIL_ENABLE_UPDATE_CHECK = False
 WAGTAIL_GRAVATAR_PROVIDER_URL = None
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Subprocess workers of the outbox tests send through the scripted test ESP.
+if os.environ.get("MAILLOG_TEST_OUTBOX"):
+    EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+    WAGTAIL_MAILLOG = {
+        "CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}},
+        "LEASE_SECONDS": 300,
+        "OUTBOX_BATCH": 5,
+    }
+    Q_CLUSTER["name"] = os.environ.get("MAILLOG_Q_NAME", Q_CLUSTER["name"])

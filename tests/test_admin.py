@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
+from django.contrib.contenttypes.models import ContentType
 from django.core.mail import EmailMessage
 from django.db import connection
 from django.test import Client
@@ -212,7 +213,9 @@ def test_resend_needs_permission_and_confirmation(people):
     confirm = resender.get(url)
     assert confirm.status_code == 200 and "Yes, resend" in confirm.content.decode()
     assert Message.objects.count() == 1  # a GET changes nothing
-    response = resender.post(url)
+    assert resender.post(url, {"confirm": "1"}).status_code == 302  # nobody ticked
+    assert Message.objects.count() == 1
+    response = resender.post(url, {"recipient": [original.recipients.get().pk]})
     assert response.status_code == 302
     new = Message.objects.exclude(pk=original.pk).get()
     assert new.resent_from == original
@@ -241,7 +244,7 @@ def test_mail_with_attachments_cannot_be_resent(people):
     assert (
         "Attachments are not kept" in resender.get(f"{LOG}{original.pk}/resend/").content.decode()
     )
-    resender.post(f"{LOG}{original.pk}/resend/")
+    resender.post(f"{LOG}{original.pk}/resend/", {"recipient": [original.recipients.get().pk]})
     assert Message.objects.count() == 1
 
 
@@ -404,3 +407,32 @@ def test_body_is_hidden_when_the_setting_is_off(people, settings):
         '<pre class="maillog-raw">Body</pre>'
         not in admin.get(f"{LOG}{message.pk}/").content.decode()
     )
+
+
+def test_bulk_select_all_follows_the_listings_filters_and_search(people):
+    send_as(None, "First", "a@example.com")
+    send_as(None, "Second", "b@example.com")
+    url = f"/admin/bulk/wagtail_maillog/recipient/resend/?id=all&q=First&next={LOG}"
+    client_for(people["resender"]).post(url)
+    assert list(
+        Message.objects.filter(resent_from__isnull=False).values_list("subject", flat=True)
+    ) == ["First"]
+
+
+def test_odd_ids_do_not_crash(people):
+    message = send_as(None, "Receipt")
+    admin = client_for(people["admin"])
+    invoice_ct = ContentType.objects.get_for_model(Invoice).pk
+    response = admin.get(f"{LOG}related/{invoice_ct}/not-a-number/")
+    assert response.status_code == 302 and "related_id=not-a-number" in response["Location"]
+    assert admin.post(f"{LOG}{message.pk}/resend/", {"recipient": ["x"]}).status_code == 302
+    assert Message.objects.count() == 1
+
+
+def test_filter_choices_only_show_what_the_user_may_see(people):
+    mine = send_as(people["viewer"], "Mine")
+    Message.objects.filter(pk=mine.pk).update(source="mine")
+    other = send_as(people["outsider"], "Theirs")
+    Message.objects.filter(pk=other.pk).update(source="secret-source")
+    page = client_for(people["viewer"]).get(LOG).content.decode()
+    assert "Mine" in page and "Secret source" not in page and "secret-source" not in page

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from wagtail.admin.views.bulk_action import BulkAction
@@ -35,6 +36,10 @@ class ResendBulkAction(BulkAction):
                 data=self.request.GET, request=self.request, queryset=queryset
             )
             queryset = filters.qs if filters.is_valid() else queryset.none()
+            if query := self.request.GET.get("q", "").strip():  # the listing's search
+                queryset = queryset.filter(
+                    Q(address__icontains=query) | Q(message__subject__icontains=query)
+                )
         else:
             queryset = queryset.filter(pk__in=[i for i in ids if i.isdigit()])
         allowed, refused = [], []

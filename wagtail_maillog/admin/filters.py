@@ -2,43 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from django import forms
 from django.contrib.contenttypes.models import ContentType
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 
 from ..models import Message, Recipient
 from ..sources import source_label
 from ..status import Status
+from .access import visible_messages
 
 
-def _distinct_message_values(field: str, label=str) -> list[tuple[str, str]]:
-    values = (
-        Message.objects.exclude(**{field: ""})
-        .order_by(field)
-        .values_list(field, flat=True)
-        .distinct()
-    )
-    return [(v, label(v)) for v in values]
+def _distinct(messages: QuerySet[Message], field: str, label: Any = str) -> list[tuple[str, str]]:
+    values = messages.exclude(**{field: ""}).order_by(field).values_list(field, flat=True)
+    return [(v, label(v)) for v in values.distinct()]
 
 
 class MailLogFilterSet(WagtailFilterSet):
     status = django_filters.MultipleChoiceFilter(
-        label=_("Status"), choices=Status.choices, widget=forms.CheckboxSelectMultiple
+        label=_("Status"),
+        choices=[(v, label) for v, label in Status.choices if v != Status.NONE],
+        widget=forms.CheckboxSelectMultiple,
     )
     created_at = django_filters.DateFromToRangeFilter(label=_("Date"), widget=DateRangePickerWidget)
     source = django_filters.ChoiceFilter(
         label=_("Sent from"),
         field_name="message__source",
-        choices=lambda: _distinct_message_values("source", source_label),
+        choices=(),
     )
     related_type = django_filters.ModelChoiceFilter(
         label=_("Related type"),
         field_name="message__content_type",
-        queryset=ContentType.objects.filter(
-            pk__in=Message.objects.exclude(content_type=None).values("content_type")
-        ).order_by("app_label", "model"),
+        queryset=ContentType.objects.none(),
     )
     related_id = django_filters.CharFilter(
         label=_("Related id"), field_name="message__object_id", widget=forms.HiddenInput
@@ -46,11 +45,22 @@ class MailLogFilterSet(WagtailFilterSet):
     esp = django_filters.ChoiceFilter(
         label=_("ESP"),
         field_name="message__esp_name",
-        choices=lambda: _distinct_message_values("esp_name"),
+        choices=(),
     )
     opened = django_filters.BooleanFilter(
         label=_("Opened"), field_name="opened_at", lookup_expr="isnull", exclude=True
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Offer only what occurs in the mail this user may see.
+        user = getattr(self.request, "user", None)
+        messages = visible_messages(user) if user is not None else Message.objects.none()
+        self.filters["source"].extra["choices"] = _distinct(messages, "source", source_label)
+        self.filters["esp"].extra["choices"] = _distinct(messages, "esp_name")
+        self.filters["related_type"].queryset = ContentType.objects.filter(
+            pk__in=messages.exclude(content_type=None).values("content_type")
+        ).order_by("app_label", "model")
 
     class Meta:
         model = Recipient

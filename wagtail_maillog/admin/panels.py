@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import Panel
 
 from ..templatetags.maillog_tags import related_mail_context
+from .access import can_view_log
 
 
 class RelatedMailPanel(Panel):
@@ -30,7 +31,11 @@ class RelatedMailPanel(Panel):
         template_name = "wagtail_maillog/panels/related_mail.html"
 
         def is_shown(self) -> bool:
-            return self.instance is not None and self.instance.pk is not None
+            return (
+                self.instance is not None
+                and self.instance.pk is not None
+                and can_view_log(self.request.user)
+            )
 
         def get_context_data(self, parent_context: Any = None) -> dict[str, Any]:
             context = super().get_context_data(parent_context)

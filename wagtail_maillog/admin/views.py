@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -80,13 +80,6 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
         return visible_recipients(self.request.user).select_related(
             "message", "message__content_type"
         )
-
-    def search_queryset(self, queryset: QuerySet[Recipient]) -> QuerySet[Recipient]:
-        # Addresses are stored lower-cased, so an address search can use the index.
-        query = self.search_query.strip()
-        if query and "@" in query and " " not in query:
-            return queryset.filter(address=query.lower()) | super().search_queryset(queryset)
-        return super().search_queryset(queryset)
 
     def get_table(self, object_list: Any) -> MailLogTable:
         return MailLogTable(list(object_list), orderable=True)
@@ -186,6 +179,11 @@ class ActionView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
     def detail_url(self) -> str:
         return reverse("wagtail_maillog:detail", args=[self.message.pk])
 
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        items = super().get_breadcrumbs_items()
+        items[-1] = {"url": self.detail_url(), "label": str(self.message)}
+        return [*items, {"url": "", "label": str(self.page_title)}]
+
 
 class ResendView(ActionView):
     permission = RESEND
@@ -203,10 +201,13 @@ class ResendView(ActionView):
         return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        chosen = request.POST.getlist("recipient")
-        recipients = self.message.recipients.filter(pk__in=chosen) if chosen else None
+        chosen = [pk for pk in request.POST.getlist("recipient") if pk.isdigit()]
         try:
-            result = actions.resend(self.message, user=request.user, recipients=recipients)
+            result = actions.resend(
+                self.message,
+                user=request.user,
+                recipients=self.message.recipients.filter(pk__in=chosen),
+            )
         except actions.ActionRefused as refusal:
             messages.error(request, str(refusal))
             return redirect(self.detail_url())
@@ -255,7 +256,10 @@ def related_object_view(request: HttpRequest, content_type_id: int, object_id: s
     model = content_type.model_class()
     if model is None:
         raise Http404
-    obj = model._default_manager.filter(pk=object_id).first()
+    try:
+        obj = model._default_manager.filter(pk=object_id).first()
+    except (ValueError, ValidationError):
+        obj = None  # an id that cannot be this model's
     url = AdminURLFinder(request.user).get_edit_url(obj) if obj is not None else None
     if not url:
         messages.warning(

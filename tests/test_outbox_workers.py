@@ -1,0 +1,194 @@
+"""Real workers against a real database: racing processes, a django-q2 cluster on
+Redis, and a worker killed mid-send.
+
+These need a database that several processes share, so they run in the
+PostgreSQL pass of scripts/test (the in-memory SQLite of the SQLite pass is
+private to one process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.mail import EmailMessage
+from django.db import connection
+from django.utils import timezone
+
+from tests.esp import ScriptedBackend
+from wagtail_maillog.models import OutboxItem, Recipient, SendAttempt
+from wagtail_maillog.outbox import worker
+from wagtail_maillog.status import Status
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        os.environ.get("MAILLOG_TEST_DB") != "postgres",
+        reason="needs a database shared by several processes: runs in the PostgreSQL pass",
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def outbox(settings):
+    settings.EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+    settings.WAGTAIL_MAILLOG = {
+        "CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}},
+        "LEASE_SECONDS": 300,
+        "OUTBOX_BATCH": 5,
+    }
+    ScriptedBackend.script = []
+    ScriptedBackend.calls = []
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONPATH=str(ROOT),
+        MAILLOG_TEST_OUTBOX="1",
+        MAILLOG_PG_NAME=connection.settings_dict["NAME"],
+        **extra,
+    )
+    return env
+
+
+def python(code: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import django; django.setup(); " + code],
+        env=child_env(**env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def queue(count: int, prefix: str) -> None:
+    for i in range(count):
+        EmailMessage(f"{prefix} {i}", "Body", "s@example.com", [f"r{i}@example.com"]).send()
+    # the in-process wake-up ran nothing: no transaction commit hooks fire here
+    assert OutboxItem.objects.count() == count
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_two_worker_processes_racing_send_each_mail_once(tmp_path, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER}
+    OutboxItem.objects.all().delete()
+    marker = tmp_path / "esp-calls.txt"
+    with_no_wake(lambda: queue(40, "Race"))
+    procs = [
+        python(
+            "from wagtail_maillog.outbox.worker import process_outbox; "
+            "print(process_outbox(time_budget=60))",
+            MAILLOG_TEST_ESP_DELAY="0.02",
+            MAILLOG_TEST_ESP_MARKER=str(marker),
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    calls = marker.read_text().splitlines()
+    assert sorted(calls) == sorted(f"Race {i}" for i in range(40))  # each exactly once
+    assert not OutboxItem.objects.exists()
+    assert SendAttempt.objects.filter(outcome="sent").count() == 40
+    assert Recipient.objects.filter(status=Status.SENT).count() == 40
+    assert sum(int(o.split("sent ")[1].split(",")[0]) for o in outputs) == 40
+
+
+def with_no_wake(fn):
+    """Queue without asking the (in-process) cluster: the child workers do the sending."""
+    original = worker.wake
+    worker.wake = lambda: None
+    try:
+        fn()
+    finally:
+        worker.wake = original
+
+
+def test_a_django_q2_cluster_on_redis_drains_the_outbox(tmp_path):
+    pytest.importorskip("redis")
+    name = f"maillog-test-{uuid.uuid4().hex[:8]}"
+    env = {"MAILLOG_Q_BROKER": "redis", "MAILLOG_Q_NAME": name}
+    marker = tmp_path / "esp-calls.txt"
+    with_no_wake(lambda: queue(20, "Cluster"))
+    cluster = subprocess.Popen(
+        [sys.executable, "-m", "django", "qcluster"],
+        env=child_env(MAILLOG_TEST_ESP_MARKER=str(marker), MAILLOG_TEST_ESP_DELAY="0.01", **env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # Two wake-ups, as two web requests would send: two workers race.
+        for _ in range(2):
+            enqueue = python(
+                "from django_q.tasks import async_task; "
+                "async_task('wagtail_maillog.outbox.worker.process_outbox')",
+                **env,
+            )
+            assert enqueue.wait(timeout=60) == 0, enqueue.stdout.read()
+        drained = wait_until(lambda: not OutboxItem.objects.exists(), timeout=90)
+    finally:
+        os.killpg(cluster.pid, signal.SIGTERM)
+        try:
+            log = cluster.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+            log = cluster.communicate()[0]
+    assert drained, log[-3000:]
+    calls = marker.read_text().splitlines()
+    assert sorted(calls) == sorted(f"Cluster {i}" for i in range(20)), log[-3000:]
+    assert SendAttempt.objects.filter(outcome="sent").count() == 20
+
+
+def test_a_worker_killed_mid_send_is_recovered_without_silent_double_send(tmp_path, monkeypatch):
+    marker = tmp_path / "esp-calls.txt"
+    with_no_wake(lambda: queue(1, "Killed"))
+    doomed = python(
+        "from wagtail_maillog.outbox.worker import process_outbox; process_outbox()",
+        MAILLOG_TEST_ESP_DELAY="60",
+        MAILLOG_TEST_ESP_MARKER=str(marker),
+    )
+    try:
+        assert wait_until(lambda: marker.exists() and marker.read_text(), timeout=60)
+        doomed.send_signal(signal.SIGKILL)  # in the middle of the ESP call
+        doomed.wait(timeout=30)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+    item = OutboxItem.objects.get()
+    assert item.state == "sending" and item.attempts == 1
+    assert SendAttempt.objects.get().outcome == "started"
+
+    # Before the lease runs out nobody touches it; after, the next worker does.
+    assert "sent 0" in worker.process_outbox(time_budget=5)
+    later = timezone.now() + timedelta(seconds=301)
+    monkeypatch.setattr(worker, "clock", lambda: later)
+    assert "interrupted 1" in worker.process_outbox(time_budget=5)
+
+    assert not OutboxItem.objects.exists()
+    assert list(SendAttempt.objects.order_by("pk").values_list("outcome", flat=True)) == [
+        "interrupted", "sent"]
+    assert Recipient.objects.get().status == Status.SENT
+    assert ScriptedBackend.calls == ["Killed 0"]  # the ESP saw it twice; both are on record
+    assert marker.read_text().splitlines() == ["Killed 0"]
