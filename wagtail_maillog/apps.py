@@ -11,6 +11,7 @@ class WagtailMailLogConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import post_send, pre_send, tracking
 
+        from . import checks  # noqa: F401 (registers the system checks)
         from .events import on_tracking
         from .recording import on_post_send, on_pre_send
 

@@ -16,6 +16,7 @@ The recipient's domain decides what happens::
     *@unsubscribe.example  delivered, then unsubscribed
     *@defer.example        deferred (and nothing more)
     *@reject.example       refused at send time (status "rejected")
+    *@unreachable.example  the API call fails (HTTP 503), so the outbox retries it
     anything else          delivered; some opened, some of those clicked
 """
 
@@ -27,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from anymail.backends.base import AnymailBaseBackend, BasePayload
+from anymail.exceptions import AnymailAPIError
 from anymail.message import AnymailRecipientStatus
 from anymail.signals import AnymailTrackingEvent, tracking
 from django.utils import timezone
@@ -187,6 +189,11 @@ class SandboxBackend(AnymailBaseBackend):
         return SandboxPayload(message, defaults, self)
 
     def post_to_esp(self, payload: SandboxPayload, message: Any) -> dict[str, Any]:
+        if any(a.lower().endswith("@unreachable.example") for a in payload.recipients):
+            raise AnymailAPIError(
+                "Sandbox: 503 Service Unavailable (the ESP is down for *@unreachable.example)",
+                status_code=503,
+            )
         message_id = f"sbx-{uuid.uuid4().hex}"
         statuses = {
             address: AnymailRecipientStatus(

@@ -1,0 +1,43 @@
+"""System checks name configuration mistakes early."""
+
+from django.core.checks import run_checks
+
+
+def ids(settings_override, settings) -> set[str]:
+    for key, value in settings_override.items():
+        setattr(settings, key, value)
+    return {m.id for m in run_checks() if m.id and m.id.startswith("wagtail_maillog")}
+
+
+def test_a_good_configuration_is_quiet(settings):
+    assert ids({}, settings) == set()
+
+
+def test_missing_webhook_secret(settings):
+    assert "wagtail_maillog.W001" in ids({"ANYMAIL": {}}, settings)
+
+
+def test_outbox_without_connectors_or_worker(settings):
+    found = ids(
+        {"EMAIL_BACKEND": "wagtail_maillog.outbox.backend.OutboxBackend", "Q_CLUSTER": None},
+        settings,
+    )
+    assert {"wagtail_maillog.E001", "wagtail_maillog.W002"} <= found
+
+
+def test_connector_that_is_not_a_backend(settings):
+    settings.WAGTAIL_MAILLOG = {
+        "CONNECTORS": {
+            "typo": {"BACKEND": "anymail.backends.postmarc.EmailBackend"},
+            "loop": {"BACKEND": "wagtail_maillog.outbox.backend.OutboxBackend"},
+            "ok": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"},
+        }
+    }
+    found = [m for m in run_checks() if m.id in ("wagtail_maillog.E002", "wagtail_maillog.E003")]
+    assert sorted(m.id for m in found) == ["wagtail_maillog.E002", "wagtail_maillog.E003"]
+    assert "postmarc" in found[0].msg or "postmarc" in found[1].msg
+
+
+def test_retention_off(settings):
+    settings.WAGTAIL_MAILLOG = {"RETENTION_DAYS": None}
+    assert "wagtail_maillog.W003" in {m.id for m in run_checks()}

@@ -1,0 +1,104 @@
+"""Django system checks: configuration mistakes said early, with the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+from django.core.mail.backends.base import BaseEmailBackend
+from django.utils.module_loading import import_string
+
+from .conf import get_setting
+
+OUTBOX_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+
+
+def _uses_outbox() -> bool:
+    return getattr(settings, "EMAIL_BACKEND", "") == OUTBOX_BACKEND
+
+
+@register()
+def check_webhook_secret(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    anymail = getattr(settings, "ANYMAIL", {}) or {}
+    if anymail.get("WEBHOOK_SECRET") or getattr(settings, "ANYMAIL_WEBHOOK_SECRET", None):
+        return []
+    return [
+        Warning(
+            "ANYMAIL['WEBHOOK_SECRET'] is not set: anyone could post delivery events.",
+            hint='Set ANYMAIL = {"WEBHOOK_SECRET": "user:long-random-secret"} and put the '
+            "same user:secret in your ESP's webhook URL.",
+            id="wagtail_maillog.W001",
+        )
+    ]
+
+
+@register()
+def check_connectors(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    messages: list[Any] = []
+    connectors = get_setting("CONNECTORS") or {}
+    for name, spec in connectors.items():
+        path = spec.get("BACKEND") if isinstance(spec, dict) else None
+        try:
+            backend = import_string(path) if path else None
+        except ImportError as exc:
+            backend, error = None, exc
+        else:
+            error = None
+        if backend is None or not (
+            isinstance(backend, type) and issubclass(backend, BaseEmailBackend)
+        ):
+            messages.append(
+                Error(
+                    f"Connector {name!r}: BACKEND {path!r} is not an email backend"
+                    + (f" ({error})" if error else ""),
+                    hint="Use an anymail backend (anymail.backends.<esp>.EmailBackend) or a "
+                    "Django email backend.",
+                    id="wagtail_maillog.E002",
+                )
+            )
+        elif path == OUTBOX_BACKEND:
+            messages.append(
+                Error(
+                    f"Connector {name!r} points at the outbox itself.",
+                    hint="A connector is the real backend the outbox sends through.",
+                    id="wagtail_maillog.E003",
+                )
+            )
+    if _uses_outbox():
+        default = get_setting("DEFAULT_CONNECTOR")
+        if default not in connectors:
+            messages.append(
+                Error(
+                    "EMAIL_BACKEND is the outbox, but it has no connector "
+                    f"named {default!r} to send through.",
+                    hint='Add WAGTAIL_MAILLOG["CONNECTORS"] = {"default": {"BACKEND": '
+                    '"anymail.backends.<esp>.EmailBackend"}}.',
+                    id="wagtail_maillog.E001",
+                )
+            )
+        if not getattr(settings, "Q_CLUSTER", None):
+            messages.append(
+                Warning(
+                    "EMAIL_BACKEND is the outbox, but Q_CLUSTER is not configured: "
+                    "nothing will send the queued mail.",
+                    hint='Add Q_CLUSTER = {"name": "mail", "orm": "default"} and run '
+                    "manage.py qcluster.",
+                    id="wagtail_maillog.W002",
+                )
+            )
+    return messages
+
+
+@register()
+def check_retention(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    if get_setting("RETENTION_DAYS") is None:
+        return [
+            Warning(
+                "Mail log retention is off (RETENTION_DAYS is None): history grows forever, "
+                "with personal data in it.",
+                hint='Set WAGTAIL_MAILLOG["RETENTION_DAYS"] to the days you must keep.',
+                id="wagtail_maillog.W003",
+            )
+        ]
+    return []
