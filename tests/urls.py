@@ -17,5 +17,6 @@ urlpatterns = [
     path("admin/", include(wagtailadmin_urls)),
     path("anymail/", include("wagtail_maillog.webhook_urls")),
     path("send-test-mail/", send_test_mail),
+    path("mail/", include("wagtail_maillog.public_urls")),
     path("", include(wagtail_urls)),
 ]

@@ -21,6 +21,16 @@ DEFAULTS: dict[str, Any] = {
     # What the purge deletes: "messages" (everything of an old message) or
     # "events" (its event history, raw payloads and body; status rows stay).
     "PURGE_MODE": "messages",
+    # Sources whose mail goes even to addresses with a problem status.
+    "UNSUPPRESSED_SOURCES": ["password_reset"],
+    # Confirmation requests (double opt-in): subject, templates (text and
+    # optional HTML; context: address, confirm_url, member, days), link lifetime,
+    # and the site address the link starts with (default WAGTAILADMIN_BASE_URL).
+    "CONFIRMATION_SUBJECT": "Please confirm your email address",
+    "CONFIRMATION_TEMPLATE": "wagtail_maillog/confirmation/request.txt",
+    "CONFIRMATION_HTML_TEMPLATE": "wagtail_maillog/confirmation/request.html",
+    "CONFIRMATION_MAX_AGE_DAYS": 14,
+    "PUBLIC_BASE_URL": None,
     # Days a recipient may stay "deferred" before it counts as bounced.
     "DEFERRED_BOUNCE_DAYS": 5,
     # (module prefix, source) pairs: mail sent from code in that module gets that

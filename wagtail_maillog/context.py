@@ -44,6 +44,7 @@ class MailLabel:
     connector: str | None = None
     send_at: Any = None  # an aware datetime: the outbox holds the mail until then
     undo_seconds: int | None = None  # the outbox's undo-send delay for this mail
+    suppress: bool | None = None  # False: send even to addresses with a problem status
 
     def merged_over(self, other: MailLabel) -> MailLabel:
         """This label, with the gaps filled from ``other``."""

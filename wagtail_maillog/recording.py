@@ -159,23 +159,28 @@ def record_message(message: Any, esp_name: str = "", connector: str = "") -> Mes
 
 
 def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None:
-    """Record the message before it leaves.
+    """Record the message before it leaves, then hold back suppressed addresses.
 
     An ``EmailMessage`` whose earlier send never reached the ESP (an exception,
     or a retry from the outbox) keeps its row; one that was sent before gets a
     new row, so the first send keeps its ESP ids and events.
     """
+    from .addresses.suppression import apply as suppress
+
     pk = getattr(message, PK_ATTRIBUTE, None)
-    if pk is not None:
-        unsent = Recipient.objects.filter(message_id=pk, esp_message_id="")
-        if (
-            unsent.exists()
-            and not Recipient.objects.filter(message_id=pk).exclude(esp_message_id="").exists()
-        ):
-            Message.objects.filter(pk=pk).update(esp_name=esp_name[:64])
-            unsent.update(status=rules.Status.SENDING, status_at=timezone.now())
-            return
-    record_message(message, esp_name=esp_name)
+    reuse = (
+        pk is not None
+        and Recipient.objects.filter(message_id=pk).exists()
+        and not Recipient.objects.filter(message_id=pk).exclude(esp_message_id="").exists()
+    )
+    if reuse:
+        Message.objects.filter(pk=pk).update(esp_name=esp_name[:64])
+        Recipient.objects.filter(message_id=pk).exclude(
+            status__in=[rules.Status.CANCELLED, rules.Status.BLOCKED]
+        ).update(status=rules.Status.SENDING, status_at=timezone.now())
+    else:
+        pk = record_message(message, esp_name=esp_name).pk
+    suppress(message, pk)
 
 
 def _send_reason(result: Any, new_status: str) -> str:

@@ -8,3 +8,13 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return f"Invoice {self.number}"
+
+
+class Member(models.Model):
+    """A site's own member model, registered with wagtail-maillog in apps.py."""
+
+    name = models.CharField(max_length=100)
+    email = models.EmailField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name

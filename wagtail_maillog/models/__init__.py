@@ -1,9 +1,13 @@
 """The models of wagtail-maillog, one module per capability, re-exported here."""
 
+from .addresses import Address, AddressChange, AddressStatus
 from .messages import Event, Message, Recipient, SendAttempt
 from .outbox import ConnectorState, OutboxItem, OutboxPreference, SendState
 
 __all__ = [
+    "Address",
+    "AddressChange",
+    "AddressStatus",
     "ConnectorState",
     "Event",
     "Message",

@@ -1,0 +1,133 @@
+"""Moving address statuses: from delivery events, by people, and by time.
+
+All writes are set-based: a webhook batch that bounces 1,000 addresses costs
+a few queries, not thousands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import status as rules
+from ..bulk import update_fields
+from ..conf import get_setting
+from ..models import Address, AddressChange, AddressStatus, Recipient
+from . import normalize
+
+#: Recipient status (from an ESP event) -> the problem it means for the address.
+PROBLEM_FOR_STATUS = {
+    rules.Status.BOUNCED: AddressStatus.BOUNCED,
+    rules.Status.INVALID: AddressStatus.INVALID,
+    rules.Status.COMPLAINED: AddressStatus.SPAM,
+    rules.Status.UNSUBSCRIBED: AddressStatus.UNSUBSCRIBED,
+    rules.Status.REJECTED: AddressStatus.BLOCKED,
+}
+
+
+def ensure(addresses: Iterable[str]) -> dict[str, Address]:
+    """The Address rows of these addresses, created (unconfirmed) where missing."""
+    wanted = {normalize(a) for a in addresses if a and "@" in a}
+    found = {a.address: a for a in Address.objects.filter(address__in=wanted)}
+    missing = [Address(address=a) for a in sorted(wanted - set(found))]
+    if missing:
+        Address.objects.bulk_create(missing, ignore_conflicts=True)
+        found.update({a.address: a for a in Address.objects.filter(address__in=wanted)})
+    return found
+
+
+def set_status(
+    changes: Iterable[tuple[str, str, str]],
+    user: Any = None,
+    recipient_ids: dict[str, int] | None = None,
+) -> int:
+    """Apply (address, new status, cause) triples; returns how many addresses changed."""
+    changes = list(changes)
+    if not changes:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        rows = ensure(a for a, _s, _c in changes)
+        history, touched = [], {}
+        for address, new, cause in changes:
+            row = rows[normalize(address)]
+            if row.status == new:
+                continue
+            history.append(
+                AddressChange(
+                    address=row,
+                    at=now,
+                    old=row.status,
+                    new=new,
+                    cause=cause,
+                    user=user,
+                    recipient_id=(recipient_ids or {}).get(row.address),
+                )
+            )
+            row.status, row.status_at, row.reason = new, now, cause
+            if new == AddressStatus.CONFIRMED:
+                row.confirmed_at = now
+            touched[row.pk] = row
+        update_fields(list(touched.values()), ["status", "status_at", "reason", "confirmed_at"])
+        AddressChange.objects.bulk_create(history)
+    return len(touched)
+
+
+def on_status_changed(sender: Any, changes: list[Any], **kwargs: Any) -> None:
+    """``status_changed`` receiver: a bounce, complaint, unsubscribe or reject marks the address."""
+    triples, recipients = [], {}
+    for change in changes:
+        problem = PROBLEM_FOR_STATUS.get(change.new)
+        if problem is None:
+            continue
+        cause = _("%(event)s of a message to this address") % {
+            "event": rules.Status(change.new).label
+        }
+        triples.append((change.address, problem, cause))
+        recipients[normalize(change.address)] = change.recipient_id
+    set_status(triples, recipient_ids=recipients)
+    if changes:
+        seen = {normalize(c.address) for c in changes}
+        Address.objects.filter(address__in=seen).update(last_event_at=timezone.now())
+
+
+def clear_problem(addresses: Iterable[Address], user: Any = None) -> int:
+    """After the member fixed it: back to unconfirmed (the problem stays in history)."""
+    cause = _("Problem cleared by %(user)s") % {"user": user} if user else _("Problem cleared")
+    return set_status(
+        ((a.address, AddressStatus.UNCONFIRMED, cause) for a in addresses if a.has_problem),
+        user=user,
+    )
+
+
+def expire_deferred(days: int | None = None) -> int:
+    """Deferred mail with no final event after ``DEFERRED_BOUNCE_DAYS`` counts as bounced."""
+    from ..events import StatusChange, announce
+
+    days = get_setting("DEFERRED_BOUNCE_DAYS") if days is None else days
+    limit = timezone.now() - timedelta(days=days)
+    stale = list(
+        Recipient.objects.filter(status=rules.Status.DEFERRED, status_at__lt=limit).only(
+            "pk", "address", "status"
+        )[:5000]
+    )
+    if not stale:
+        return 0
+    reason = _("Deferred for more than %(days)d days without delivery.") % {"days": days}
+    now = timezone.now()
+    with transaction.atomic():
+        Recipient.objects.filter(pk__in=[r.pk for r in stale]).update(
+            status=rules.Status.BOUNCED, status_at=now, reason=reason
+        )
+        announce(
+            [
+                StatusChange(r.pk, r.address, rules.Status.DEFERRED, rules.Status.BOUNCED, None, "")
+                for r in stale
+            ]
+        )
+    return len(stale)
