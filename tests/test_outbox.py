@@ -229,7 +229,7 @@ def test_connector_switched_off_and_on_in_the_admin(clock):
 
     connectors.set_enabled("default", True)
     item.refresh_from_db()
-    assert item.state == S.RETRY_PENDING
+    assert item.state == S.QUEUED
     run()
     assert ScriptedBackend.calls == ["Hello"]
 
@@ -296,3 +296,63 @@ def test_sending_through_django_q_in_the_request(settings, django_capture_on_com
         send_mail("Now", "b", "s@example.com", ["x@example.com"])
     assert ScriptedBackend.calls == ["Now"]
     assert not OutboxItem.objects.exists()
+
+
+def test_switching_a_connector_off_and_on_keeps_scheduled_times(clock):
+    at = clock.now + timedelta(hours=8)
+    item = send(send_at=at)
+    connectors.set_enabled("default", False)
+    connectors.set_enabled("default", True)
+    item.refresh_from_db()
+    assert item.state == S.SCHEDULED and item.next_attempt_at == at
+    run()
+    assert ScriptedBackend.calls == []
+
+
+def test_a_message_the_esp_already_accepted_is_not_sent_again(clock):
+    """The worker died after the ESP answered but before the item was cleared."""
+    item = send()
+    worker.claim(10, owner="dead-worker")
+    SendAttempt.objects.create(message=item.message, outcome="sent", connector="default")
+    clock.advance(301)
+    assert "sent 1" in run()
+    assert ScriptedBackend.calls == []
+    assert not OutboxItem.objects.exists()
+
+
+def test_refused_recipients_are_final_not_retried(clock):
+    from anymail.message import AnymailRecipientStatus
+
+    msg = EmailMessage("Refused", "b", "s@example.com", ["bad@example.com"])
+    msg.anymail_test_response = {
+        "recipient_status": {"bad@example.com": AnymailRecipientStatus("id-1", "rejected")}
+    }
+    msg.send()
+    assert "failed 1" in run()
+    assert not OutboxItem.objects.exists()
+    assert Recipient.objects.get().status == Status.REJECTED
+    assert SendAttempt.objects.get().outcome == "sent"  # the ESP's answer, kept
+
+
+def test_the_sandbox_being_down_is_retried_with_its_retry_after(clock, settings):
+    settings.WAGTAIL_MAILLOG["CONNECTORS"]["default"] = {
+        "BACKEND": "wagtail_maillog.sandbox.SandboxBackend"
+    }
+    item = send(to="x@unreachable.example")
+    run()
+    item.refresh_from_db()
+    assert item.state == S.RETRY_PENDING and "503" in item.last_error
+    assert item.next_attempt_at == clock.now + timedelta(seconds=60)
+
+
+def test_a_broker_outage_does_not_fail_the_send(settings, monkeypatch):
+    from django.core.cache import cache
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("django_q.tasks.async_task", broken)
+    cache.delete(worker.WAKE_KEY)
+    worker.wake()  # logs a warning, raises nothing
+    send("Still queued")
+    assert OutboxItem.objects.filter(message__subject="Still queued").exists()

@@ -188,7 +188,9 @@ def test_a_worker_killed_mid_send_is_recovered_without_silent_double_send(tmp_pa
 
     assert not OutboxItem.objects.exists()
     assert list(SendAttempt.objects.order_by("pk").values_list("outcome", flat=True)) == [
-        "interrupted", "sent"]
+        "interrupted",
+        "sent",
+    ]
     assert Recipient.objects.get().status == Status.SENT
     assert ScriptedBackend.calls == ["Killed 0"]  # the ESP saw it twice; both are on record
     assert marker.read_text().splitlines() == ["Killed 0"]

@@ -27,6 +27,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import requests
 from anymail.backends.base import AnymailBaseBackend, BasePayload
 from anymail.exceptions import AnymailAPIError
 from anymail.message import AnymailRecipientStatus
@@ -124,6 +125,17 @@ def emit(planned: list[dict[str, Any]], sent_at: str | None = None) -> None:
     ingest(items)
 
 
+def _unavailable() -> requests.Response:
+    """A real-looking HTTP 503 answer (anymail's errors describe their response)."""
+    response = requests.Response()
+    response.status_code = 503
+    response.reason = "Service Unavailable"
+    response._content = b'{"error": "sandbox: service unavailable"}'
+    response.headers["Content-Type"] = "application/json"
+    response.headers["Retry-After"] = "30"
+    return response
+
+
 class SandboxPayload(BasePayload):
     def init_payload(self) -> None:
         self.recipients: list[str] = []
@@ -193,6 +205,7 @@ class SandboxBackend(AnymailBaseBackend):
             raise AnymailAPIError(
                 "Sandbox: 503 Service Unavailable (the ESP is down for *@unreachable.example)",
                 status_code=503,
+                response=_unavailable(),
             )
         message_id = f"sbx-{uuid.uuid4().hex}"
         statuses = {

@@ -126,10 +126,13 @@ WAGTAIL_SITE_NAME = "Example Club"
 WAGTAILADMIN_BASE_URL = os.environ.get("WAGTAILADMIN_BASE_URL", "http://localhost:8000")
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
 
-# Mail: the sandbox ESP simulates delivery, bounces, complaints... (see
-# wagtail_maillog/sandbox.py). Point EMAIL_BACKEND at a real anymail backend
-# (and set its API key in ANYMAIL) to send for real.
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "wagtail_maillog.sandbox.SandboxBackend")
+# Mail goes through the outbox (queued, sent by the django-q2 cluster, retried
+# on failure), which hands it to a connector: here both are the sandbox ESP,
+# which simulates delivery, bounces, complaints... (see wagtail_maillog/sandbox.py).
+# To send for real, point the connectors at real anymail backends (and set their
+# API keys in ANYMAIL). EMAIL_BACKEND=wagtail_maillog.sandbox.SandboxBackend in
+# the environment sends at once, without the outbox.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "wagtail_maillog.outbox.backend.OutboxBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Example Club <hello@example.com>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ANYMAIL = {
@@ -138,9 +141,21 @@ ANYMAIL = {
 }
 WAGTAIL_MAILLOG = {
     "SANDBOX_EVENT_DELAY": 5,
+    # Two named connectors, so the outbox shows which one each mail goes through.
+    "CONNECTORS": {
+        "transactional": {"BACKEND": "wagtail_maillog.sandbox.SandboxBackend"},
+        "newsletter": {"BACKEND": "wagtail_maillog.sandbox.SandboxBackend"},
+    },
+    "DEFAULT_CONNECTOR": "transactional",
+    # Short, so the demo shows retries and a failure within minutes: attempt 2
+    # 30 s after the first failure, attempt 3 60 s after the second, then failed.
+    "RETRY_SCHEDULE": [30, 60, 120],
+    "MAX_ATTEMPTS": 3,
 }
 
-# django-q2 on the ORM broker: no Redis needed for the demo.
+# django-q2 on the ORM broker: no Redis needed for the demo. It sends the outbox
+# (a schedule every minute, and a task right after each send) and runs the
+# sandbox's delayed events. "retry" must stay longer than "timeout".
 Q_CLUSTER = {
     "name": "example",
     "orm": "default",

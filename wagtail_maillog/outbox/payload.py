@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hmac
 import pickle
+from dataclasses import replace
 from typing import Any
 
 from django.utils.crypto import salted_hmac
@@ -31,6 +32,9 @@ def dump(message: Any) -> tuple[bytes, str]:
     clean.connection = None  # an open backend is neither needed nor picklable
     for attr in ("anymail_status", "_maillog_attempt_pk"):
         clean.__dict__.pop(attr, None)
+    label = clean.__dict__.get("maillog")
+    if label is not None:  # already recorded on the row: keep no users or objects here
+        clean.maillog = replace(label, user=None, team=None, related=None)
     data = pickle.dumps(clean, protocol=pickle.HIGHEST_PROTOCOL)
     return data, _mac(data)
 

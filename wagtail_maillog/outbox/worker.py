@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from anymail.exceptions import AnymailRecipientsRefused
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -60,12 +62,21 @@ class RunResult:
 
 
 def wake() -> None:
-    """Ask django-q2 for a worker run (at most one request every two seconds)."""
+    """Ask django-q2 for a worker run (at most one request every two seconds).
+
+    The mail is already safe in the outbox: if the broker cannot be reached,
+    the every-minute schedule sends it, so the caller's ``send()`` still succeeds.
+    """
     if not cache.add(WAKE_KEY, 1, timeout=2):
         return
-    from django_q.tasks import async_task
+    try:
+        from django_q.tasks import async_task
 
-    async_task(TASK, task_name="wagtail-maillog outbox", group="wagtail-maillog")
+        async_task(TASK, task_name="wagtail-maillog outbox", group="wagtail-maillog")
+    except Exception:
+        logger.warning(
+            "Could not wake a django-q2 worker; the schedule will send it", exc_info=True
+        )
 
 
 def _due(now: Any, enabled: set[str]) -> Q:
@@ -130,10 +141,32 @@ def _still_mine(item: OutboxItem, owner: str) -> Any:
     return OutboxItem.objects.filter(pk=item.pk, lease_owner=owner, state=SendState.SENDING)
 
 
+def _already_handed_over(item: OutboxItem) -> bool:
+    """The ESP answered an earlier attempt, but the worker died before clearing the item."""
+    return (
+        SendAttempt.objects.filter(
+            message_id=item.message_id, outcome=SendAttempt.Outcome.SENT
+        ).exists()
+        or Recipient.objects.filter(message_id=item.message_id).exclude(esp_message_id="").exists()
+    )
+
+
+def _renew_lease(item: OutboxItem, owner: str) -> bool:
+    """Extend our lease before each hand-over; False if another worker took it over."""
+    lease_until = clock() + timedelta(seconds=get_setting("LEASE_SECONDS"))
+    return bool(_still_mine(item, owner).update(lease_until=lease_until))
+
+
 def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
     """Hand one claimed message to its connector and record what happened."""
+    if not _renew_lease(item, owner):
+        return
     if _close_interrupted(item):
         result.interrupted += 1
+    if _already_handed_over(item):
+        _still_mine(item, owner).delete()  # sending it again would be a double send
+        result.sent += 1
+        return
     attempt = SendAttempt.objects.create(
         message_id=item.message_id,
         outcome=SendAttempt.Outcome.STARTED,
@@ -151,10 +184,25 @@ def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
     )
     try:
         sent = connectors.open_connection(item.connector).send_messages([message])
+    except AnymailRecipientsRefused as exc:
+        # The ESP answered (post_send stored "rejected" per recipient): nothing to retry.
+        SendAttempt.objects.filter(pk=attempt.pk).update(error=describe(exc))
+        _still_mine(item, owner).delete()
+        result.failed += 1
+        return
     except Exception as exc:  # the ESP or the network said no
         _fail(item, owner, attempt, exc, result)
         return
     _succeed(item, owner, attempt, bool(sent), result)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` of an error, even one whose ``str()`` itself fails."""
+    try:
+        text = str(error)
+    except Exception:  # e.g. an AnymailAPIError built without a response
+        text = repr(getattr(error, "args", ()))
+    return f"{type(error).__name__}: {text}"[:4000]
 
 
 def _succeed(
@@ -186,7 +234,7 @@ def _fail(
     result: RunResult,
     permanent: bool = False,
 ) -> None:
-    text = f"{type(error).__name__}: {error}"[:4000]
+    text = describe(error)
     now = clock()
     wait = None if permanent else retry.next_attempt(item.attempts, error)
     with transaction.atomic():
@@ -212,21 +260,30 @@ def _fail(
 
 
 def park_disabled() -> int:
-    """Waiting mail of switched-off connectors shows "connector disabled"."""
+    """Due mail of switched-off connectors shows "connector disabled".
+
+    Only mail that is due: scheduled or undo-send mail keeps its time.
+    """
     enabled = connectors.enabled_names()
     return (
-        OutboxItem.objects.filter(state__in=WAITING)
+        OutboxItem.objects.filter(state__in=WAITING, next_attempt_at__lte=clock())
         .exclude(connector__in=enabled)
         .update(state=SendState.CONNECTOR_DISABLED)
     )
 
 
 def release_enabled() -> int:
-    """Mail parked for a connector that is on again goes back in the queue."""
+    """Mail parked for a connector that is on again goes back in the queue (it was due)."""
     enabled = connectors.enabled_names()
     return OutboxItem.objects.filter(
         state=SendState.CONNECTOR_DISABLED, connector__in=enabled
-    ).update(state=SendState.RETRY_PENDING, next_attempt_at=clock())
+    ).update(
+        state=Case(
+            When(attempts=0, then=Value(SendState.QUEUED)),
+            default=Value(SendState.RETRY_PENDING),
+        ),
+        next_attempt_at=Coalesce("next_attempt_at", Value(clock())),
+    )
 
 
 def process_outbox(time_budget: float = 50.0) -> str:

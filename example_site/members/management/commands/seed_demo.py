@@ -3,7 +3,9 @@
 Idempotent: users, the group and members are created once; a welcome mail goes
 to each member the log has no welcome mail for yet. The other mails (invoices,
 a password reset, support replies...) are sent again on every run, as a live
-site would. All of it goes through ``settings.EMAIL_BACKEND``.
+site would. All of it goes through ``settings.EMAIL_BACKEND``: in the demo, the
+outbox, where a newsletter waits until tomorrow, a reply waits 10 minutes
+("undo send") and the mail of a member whose ESP is down is retried, then fails.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from anymail.exceptions import AnymailRecipientsRefused
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import Group, Permission, User
@@ -23,7 +25,9 @@ from django.utils import timezone
 
 from members.models import Member
 from wagtail_maillog import label, mail_context
-from wagtail_maillog.models import Message
+from wagtail_maillog.checks import OUTBOX_BACKEND
+from wagtail_maillog.models import Message, OutboxItem
+from wagtail_maillog.outbox.worker import process_outbox
 
 ADMIN = ("admin", "admin", "admin@example.com")
 EDITORS = [
@@ -65,6 +69,7 @@ MEMBERS: list[tuple[str, str]] = [
     ("Ida Petersen", "ida.petersen@unsubscribe.example"),
     ("Noah Wilson", "noah.wilson@defer.example"),
     ("Emil Nyström", "emil.nystrom@reject.example"),
+    ("Bruno Keller", "bruno.keller@unreachable.example"),  # the ESP answers 503: retried
     ("Clara Evans", "clara.evans@example.com"),
 ]
 
@@ -79,7 +84,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--events-now",
             action="store_true",
-            help="Emit the sandbox's delivery events at once (SANDBOX_EVENT_DELAY=0).",
+            help="Hand what the outbox holds to the ESP once now, and emit the sandbox's "
+            "delivery events at once (SANDBOX_EVENT_DELAY=0).",
         )
 
     def handle(self, *args: Any, no_send: bool, events_now: bool, **options: Any) -> None:
@@ -92,6 +98,13 @@ class Command(BaseCommand):
                 maillog["SANDBOX_EVENT_DELAY"] = 0
             with override_settings(WAGTAIL_MAILLOG=maillog):
                 self.send_all(admin, editors, members)
+                if events_now and settings.EMAIL_BACKEND == OUTBOX_BACKEND:
+                    # What the cluster would do within a minute, done now.
+                    self.stdout.write(f"Outbox run: {process_outbox()}")
+            if settings.EMAIL_BACKEND == OUTBOX_BACKEND:
+                self.stdout.write(
+                    f"In the outbox: {OutboxItem.objects.count()} (sent by `manage.py qcluster`)"
+                )
             if not events_now and maillog.get("SANDBOX_EVENT_DELAY"):
                 self.stdout.write(
                     "Delivery events follow through django-q2: keep `manage.py qcluster` running."
@@ -130,6 +143,14 @@ class Command(BaseCommand):
                 content_type=ContentType.objects.get_for_model(Message),
                 codename__in=["view_message", "resend_message", "cancel_message"],
             ),
+            *Permission.objects.filter(
+                content_type=ContentType.objects.get_for_model(OutboxItem),
+                codename__in=["retry_outboxitem", "cancel_outboxitem"],
+            ),
+        )
+        # The first editor leads the team: the outbox opens on the team's mail for her.
+        lead_team = Permission.objects.get(
+            content_type=ContentType.objects.get_for_model(OutboxItem), codename="lead_team"
         )
         editors = []
         for username, password, first, last in EDITORS:
@@ -147,6 +168,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Created editor {username}")
             user.groups.add(team)
             editors.append(user)
+        editors[0].user_permissions.add(lead_team)
         return team, editors
 
     def ensure_members(self) -> list[Member]:
@@ -165,11 +187,17 @@ class Command(BaseCommand):
     # -- mail ---------------------------------------------------------------
 
     def deliver(self, message: EmailMessage) -> None:
-        """Send one message; a refused recipient is logged, not fatal."""
+        """Send one message; a refused recipient or a failing ESP is logged, not fatal.
+
+        Both only happen here without the outbox (EMAIL_BACKEND set to the sandbox):
+        the outbox queues the mail, and its worker meets the ESP's answer.
+        """
         try:
             message.send()
         except AnymailRecipientsRefused:
             self.stdout.write(f"  refused by the ESP: {', '.join(message.to)} (logged as rejected)")
+        except AnymailAPIError:
+            self.stdout.write(f"  the ESP failed for {', '.join(message.to)} (not retried)")
 
     def send_all(self, admin: User, editors: list[User], members: list[Member]) -> None:
         before = Message.objects.count()
@@ -183,6 +211,8 @@ class Command(BaseCommand):
         self.send_support_replies(
             editors, [*ordinary[8:11], at["spam.example"], at["defer.example"]]
         )
+        self.send_newsletter_tomorrow(ordinary[11:16], admin)
+        self.send_reply_with_undo(editors[1], ordinary[16])
         self.stdout.write(f"Sent {Message.objects.count() - before} messages")
 
     def send_welcomes(self, members: list[Member]) -> None:
@@ -235,7 +265,31 @@ class Command(BaseCommand):
             cc=[m.email for m in cc],
             bcc=[admin.email],
         )
-        self.deliver(label(message, source="board", related=to, user=admin))
+        # Mail to many goes through the "newsletter" connector (see CONNECTORS).
+        self.deliver(label(message, source="board", related=to, user=admin, connector="newsletter"))
+
+    def send_newsletter_tomorrow(self, members: list[Member], admin: User) -> None:
+        """Scheduled: "scheduled" in the outbox until tomorrow 08:00, cancellable."""
+        tomorrow = timezone.localtime() + datetime.timedelta(days=1)
+        send_at = tomorrow.replace(hour=8, minute=0, second=0, microsecond=0)
+        for member in members:
+            message = EmailMessage(
+                subject="Club news: the summer programme",
+                body=f"Hi {member.name.split()[0]},\n\nOur summer programme is out.\n",
+                to=[member.email],
+            )
+            label(message, source="newsletter", user=admin, connector="newsletter", send_at=send_at)
+            self.deliver(message)
+
+    def send_reply_with_undo(self, editor: User, member: Member) -> None:
+        """With "undo send": waits 10 minutes in the outbox ("queued"), cancellable."""
+        message = EmailMessage(
+            subject="Re: Change of address",
+            body=f"Hi {member.name.split()[0]},\n\nWe have updated your address.\n",
+            to=[member.email],
+        )
+        label(message, source="support", related=member, user=editor, undo_seconds=600)
+        self.deliver(message)
 
     def send_password_reset(self, admin: User) -> None:
         """Django's own password reset; the log must recognise it unaided."""
