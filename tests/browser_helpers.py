@@ -14,7 +14,10 @@ from typing import Any
 
 import requests
 from anymail.message import AnymailRecipientStatus
+from django.conf import settings
 from django.core.mail import EmailMessage
+from wagtail.coreutils import get_supported_content_language_variant
+from wagtail.models import Locale, Page
 
 from tests.testapp.models import Invoice
 from wagtail_maillog import label
@@ -277,3 +280,14 @@ def make_mail(base_url: str, now: datetime) -> MailData:
                 response = session.post(webhook, json=payload, timeout=10)
                 assert response.status_code == 200, (kind, address, response.text)
     return data
+
+
+def ensure_wagtail_root() -> None:
+    """The root page Wagtail's dashboard needs: an earlier transactional test may
+    have flushed the database, and with it what Wagtail's migrations created."""
+    if Page.objects.filter(depth=1).exists():
+        return
+    locale, _created = Locale.objects.get_or_create(
+        language_code=get_supported_content_language_variant(settings.LANGUAGE_CODE)
+    )
+    Page.add_root(instance=Page(title="Root", slug="root", locale=locale))

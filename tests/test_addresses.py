@@ -326,3 +326,28 @@ def test_the_outbox_suppresses_at_hand_over(settings):
     assert mail.outbox == [] and not OutboxItem.objects.exists()
     assert SendAttempt.objects.get().outcome == "blocked"
     assert Recipient.objects.get().status == Status.BLOCKED
+
+
+def test_confirmed_members_match_whatever_the_case():
+    Member.objects.create(name="Ann", email=" Ann@Example.com")
+    Address.objects.filter(address="ann@example.com").update(status=AddressStatus.CONFIRMED)
+    assert [m.name for m in members.confirmed(Member)] == ["Ann"]
+
+
+def test_a_problem_voids_links_sent_before_it(client):
+    from wagtail_maillog.addresses.health import set_status
+
+    send_requests(["late@example.com"])
+    url = _path(_link(mail.outbox[0]))
+    set_status([("late@example.com", AddressStatus.SPAM, "complained")])
+    assert client.post(url).status_code == 410
+    assert status_of("late@example.com") == AddressStatus.SPAM
+
+
+def test_sync_members_made_before_installation():
+    from django.core.management import call_command
+
+    Member.objects.bulk_create([Member(name="Old", email="old@example.com")])  # no signals
+    assert not Address.objects.filter(address="old@example.com").exists()
+    call_command("maillog_sync_members", stdout=__import__("io").StringIO())
+    assert status_of("old@example.com") == AddressStatus.UNCONFIRMED

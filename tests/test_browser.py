@@ -22,7 +22,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from tests.browser_helpers import HARD_BOUNCE_MTA, XSS, make_mail
+from tests.browser_helpers import HARD_BOUNCE_MTA, XSS, ensure_wagtail_root, make_mail
 from wagtail_maillog.models import Message, Recipient
 
 pytestmark = pytest.mark.browser
@@ -123,6 +123,7 @@ class PageWatch:
 
 @pytest.fixture
 def page(browser, live_server, offline_admin):
+    ensure_wagtail_root()  # an earlier transactional test may have flushed it
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB")
     context.set_default_timeout(TIMEOUT_MS)

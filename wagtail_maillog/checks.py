@@ -102,3 +102,31 @@ def check_retention(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         ]
     return []
+
+
+@register()
+def check_confirmation_links(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    from django.urls import NoReverseMatch, reverse
+
+    messages: list[Any] = []
+    if not (get_setting("PUBLIC_BASE_URL") or getattr(settings, "WAGTAILADMIN_BASE_URL", "")):
+        messages.append(
+            Warning(
+                "Confirmation links will have no host: neither "
+                'WAGTAIL_MAILLOG["PUBLIC_BASE_URL"] nor WAGTAILADMIN_BASE_URL is set.',
+                hint='Set WAGTAILADMIN_BASE_URL = "https://www.example.com".',
+                id="wagtail_maillog.W004",
+            )
+        )
+    try:
+        reverse("wagtail_maillog_public:confirm", args=["x"])
+    except NoReverseMatch:
+        messages.append(
+            Warning(
+                "The public confirmation page is not mounted: confirmation requests "
+                "cannot be sent.",
+                hint='Add path("mail/", include("wagtail_maillog.public_urls")) to urls.py.',
+                id="wagtail_maillog.W005",
+            )
+        )
+    return messages

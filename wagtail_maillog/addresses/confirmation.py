@@ -71,6 +71,8 @@ def check(token: str) -> Checked:
     address = Address.objects.filter(pk=data.get("a")).first()
     if address is None:
         return Checked(Outcome.INVALID)
+    if address.has_problem:
+        return Checked(Outcome.USED, address)
     if not address.nonce or not secrets.compare_digest(address.nonce, str(data.get("n", ""))):
         if address.status == AddressStatus.CONFIRMED:
             return Checked(Outcome.ALREADY, address)

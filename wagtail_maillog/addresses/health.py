@@ -18,6 +18,7 @@ from .. import status as rules
 from ..bulk import update_fields
 from ..conf import get_setting
 from ..models import Address, AddressChange, AddressStatus, Recipient
+from ..models.addresses import PROBLEMS
 from . import normalize
 
 #: Recipient status (from an ESP event) -> the problem it means for the address.
@@ -72,8 +73,12 @@ def set_status(
             row.status, row.status_at, row.reason = new, now, cause
             if new == AddressStatus.CONFIRMED:
                 row.confirmed_at = now
+            if new in PROBLEMS:
+                row.nonce = ""  # a link sent before the problem must not confirm it
             touched[row.pk] = row
-        update_fields(list(touched.values()), ["status", "status_at", "reason", "confirmed_at"])
+        update_fields(
+            list(touched.values()), ["status", "status_at", "reason", "confirmed_at", "nonce"]
+        )
         AddressChange.objects.bulk_create(history)
     return len(touched)
 

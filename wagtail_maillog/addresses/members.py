@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Model, QuerySet
+from django.db.models.functions import Lower, Trim
 from django.db.models.signals import post_save, pre_save
 from django.utils.translation import gettext as _
 
@@ -64,7 +65,21 @@ def confirmed(model: type[Model]) -> QuerySet[Any]:
 
     spec = _registry[model]
     good = Address.objects.filter(status=AddressStatus.CONFIRMED).values("address")
-    return model._default_manager.filter(**{f"{spec.email_field}__in": good})
+    return model._default_manager.annotate(_maillog_address=Lower(Trim(spec.email_field))).filter(
+        _maillog_address__in=good
+    )
+
+
+def sync() -> int:
+    """Give every registered member's address a row (for members made before installing)."""
+    from .health import ensure
+
+    made = 0
+    for spec in _registry.values():
+        values = spec.model._default_manager.values_list(spec.email_field, flat=True)
+        for start in range(0, values.count(), 2000):
+            made += len(ensure(values.order_by("pk")[start : start + 2000]))
+    return made
 
 
 def _remember_old(sender: type[Model], instance: Model, **kwargs: Any) -> None:

@@ -1,0 +1,131 @@
+"""Who may see and do what in the outbox, its four views, and remembered preferences.
+
+Permissions (assign them to Wagtail groups in Settings → Groups):
+
+* ``view_message`` (or ``view_all_mail``): open the outbox, as the mail log;
+  without ``view_all_mail`` only the mail you or your team created is shown;
+* ``retry_outboxitem``, ``cancel_outboxitem``: the actions;
+* ``manage_connectors``: switch a connector off and on again;
+* ``lead_team``: a team lead, who lands on "My team's emails" the first time.
+
+"Your team", as in the mail log, is every Django group you belong to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from ..models import Message, OutboxItem, OutboxPreference
+from .access import APP, VIEW_ALL, _own_or_team, can_view_log
+
+RETRY = f"{APP}.retry_outboxitem"
+CANCEL = f"{APP}.cancel_outboxitem"
+MANAGE_CONNECTORS = f"{APP}.manage_connectors"
+LEAD_TEAM = f"{APP}.lead_team"
+
+MINE, TEAM, SYSTEM, ALL = "mine", "team", "system", "all"
+#: The views of the outbox, in the order of their tabs.
+VIEWS: dict[str, Any] = {
+    MINE: _("My emails"),
+    TEAM: _("My team's emails"),
+    SYSTEM: _("System emails"),
+    ALL: _("All"),
+}
+#: Optional columns hidden until the user picks their own (keeps the table on screen).
+DEFAULT_HIDDEN = (
+    "importance",
+    "system_generated",
+    "last_attempt_at",
+    "related",
+    "related_type",
+    "attachments",
+)
+PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
+COUNT_ATTRIBUTE = "_maillog_outbox_count"
+
+
+def can_view_outbox(user: Any) -> bool:
+    """The outbox is open to whoever may open the mail log."""
+    return can_view_log(user)
+
+
+def visible_outbox(user: Any) -> QuerySet[OutboxItem]:
+    """Every outbox item ``user`` may see (none without the view permission)."""
+    qs = OutboxItem.objects.all()
+    if not can_view_outbox(user):
+        return qs.none()
+    if user.has_perm(VIEW_ALL):
+        return qs
+    return qs.filter(message__in=Message.objects.filter(_own_or_team(user)).values("pk"))
+
+
+def view_filter(user: Any, view: str) -> Q:
+    """The condition of one view, to apply on top of :func:`visible_outbox`."""
+    if view == MINE:
+        return Q(message__created_by=user)
+    if view == TEAM:
+        groups = user.groups.all()
+        team = Message.objects.filter(Q(team__in=groups) | Q(created_by__groups__in=groups))
+        return Q(message__in=team.values("pk"))
+    if view == SYSTEM:
+        return Q(message__system_generated=True)
+    return Q()
+
+
+def view_counts(user: Any) -> dict[str, int]:
+    """How many items each view holds, in one query."""
+    counts = visible_outbox(user).aggregate(
+        **{
+            view: Count("pk", filter=view_filter(user, view)) if view != ALL else Count("pk")
+            for view in VIEWS
+        }
+    )
+    return {view: counts[view] or 0 for view in VIEWS}
+
+
+def outbox_count(request: HttpRequest) -> int:
+    """The number shown in the menu: one COUNT per request, remembered on the request."""
+    count = getattr(request, COUNT_ATTRIBUTE, None)
+    if count is None:
+        count = visible_outbox(request.user).count()
+        setattr(request, COUNT_ATTRIBUTE, count)
+    return count
+
+
+def default_view(user: Any) -> str:
+    """Team leads first see their team's mail; everybody else their own."""
+    return TEAM if user.has_perm(LEAD_TEAM) else MINE
+
+
+def preference(user: Any) -> OutboxPreference:
+    """The user's saved outbox preference, or an unsaved one with the defaults.
+
+    ``columns`` holds the optional columns the user *hid*, so that a column
+    added in a later version shows up for everyone.
+    """
+    saved = OutboxPreference.objects.filter(user=user).first()
+    if saved is not None:
+        return saved
+    return OutboxPreference(
+        user=user, view="", page_size=DEFAULT_PAGE_SIZE, columns=list(DEFAULT_HIDDEN)
+    )
+
+
+def save_preference(pref: OutboxPreference, **changes: Any) -> None:
+    """Store ``changes`` (view, page_size, columns) if they change anything."""
+    if all(getattr(pref, field) == value for field, value in changes.items()):
+        return
+    for field, value in changes.items():
+        setattr(pref, field, value)
+    if pref.pk is None:
+        pref, _created = OutboxPreference.objects.update_or_create(
+            user=pref.user,
+            defaults={"view": pref.view, "page_size": pref.page_size, "columns": pref.columns},
+        )
+    else:
+        pref.save(update_fields=list(changes))
