@@ -1,7 +1,7 @@
 """The Addresses table: django-tables2, rendered with Wagtail's listing markup.
 
 As for the mail log, the view orders, filters and paginates; the table only
-renders the page it is given (``wagtail_maillog/addresses/listing.html``).
+renders the page it is given (``wagtail_maillog/tables/listing.html``).
 The members of the page's addresses are looked up by the view beforehand
 (one query per registered member model) and handed in as ``members``.
 """
@@ -92,11 +92,14 @@ class AddressTable(tables.Table):
     )
     member = tables.Column(verbose_name=_("Member"), empty_values=(), orderable=False)
 
+    caption = _("Addresses")
+
     class Meta:
         model = Address
         fields: tuple[str, ...] = ()
         sequence = ("select", "address", "status", "status_at", "last_event_at", "member")
-        template_name = "wagtail_maillog/addresses/listing.html"
+        template_name = "wagtail_maillog/tables/listing.html"
+        row_attrs = {"data-address": lambda record: record.pk}
         attrs = {"class": "listing maillog-listing maillog-addresses-listing"}
         order_by_field = "ordering"
         empty_text = _("No address matches.")

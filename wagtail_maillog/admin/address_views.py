@@ -148,7 +148,9 @@ class AddressIndexView(AddressAccessMixin, BaseListingView):
     header_icon = "group"
     index_url_name = INDEX
     index_results_url_name = "wagtail_maillog_addresses:index_results"
-    template_name = "wagtail_maillog/addresses/index.html"
+    template_name = "wagtail_maillog/index.html"
+    bulk_model_name = "address"
+    select_all_label = gettext_lazy("Select all addresses in listing")
     results_template_name = "wagtail_maillog/addresses/index_results.html"
     filterset_class = AddressFilterSet
     is_searchable = True

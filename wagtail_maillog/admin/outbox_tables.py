@@ -1,7 +1,7 @@
 """The outbox table: django-tables2, in the markup of Wagtail's own listings.
 
 As for the mail log, the view orders, filters and paginates; the table renders
-one page through ``wagtail_maillog/outbox/listing.html``. "To" and "Subject"
+one page through ``wagtail_maillog/tables/listing.html``. "To" and "Subject"
 are always shown; the other data columns can be hidden per user
 (``table.columns.hide``), see :data:`OPTIONAL_COLUMNS`.
 """
@@ -180,11 +180,17 @@ class OutboxTable(tables.Table):
         orderable=False,
     )
 
+    caption = _("Outbox")
+
     class Meta:
         model = OutboxItem
         fields: tuple[str, ...] = ()
         sequence = ("select", *REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
-        template_name = "wagtail_maillog/outbox/listing.html"
+        template_name = "wagtail_maillog/tables/listing.html"
+        row_attrs = {
+            "data-outbox-item": lambda record: record.pk,
+            "data-state": lambda record: record.state,
+        }
         attrs = {"class": "listing maillog-listing maillog-outbox-listing"}
         order_by_field = "ordering"
         empty_text = _("The outbox is empty.")

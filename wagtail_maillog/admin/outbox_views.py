@@ -180,7 +180,9 @@ class OutboxIndexView(OutboxAccessMixin, BaseListingView):
     header_icon = "time"
     index_url_name = INDEX
     index_results_url_name = "wagtail_maillog_outbox:index_results"
-    template_name = "wagtail_maillog/outbox/index.html"
+    template_name = "wagtail_maillog/index.html"
+    bulk_model_name = "outboxitem"
+    select_all_label = gettext_lazy("Select all mail in this view")
     results_template_name = "wagtail_maillog/outbox/index_results.html"
     filterset_class = OutboxFilterSet
     is_searchable = True

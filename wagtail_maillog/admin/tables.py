@@ -59,6 +59,8 @@ class MailLogTable(tables.Table):
         attrs={"th": {"title": OPENED_CAVEAT}},
     )
 
+    caption = _("Mail log")
+
     class Meta:
         model = Recipient
         fields: tuple[str, ...] = ()
@@ -73,6 +75,7 @@ class MailLogTable(tables.Table):
             "opened",
         )
         template_name = "wagtail_maillog/tables/listing.html"
+        row_attrs = {"data-recipient": lambda record: record.pk}
         attrs = {"class": "listing maillog-listing"}
         order_by_field = "ordering"
         empty_text = _("No mail matches.")

@@ -59,6 +59,8 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
     index_url_name = "wagtail_maillog:index"
     index_results_url_name = "wagtail_maillog:index_results"
     template_name = "wagtail_maillog/index.html"
+    bulk_model_name = "recipient"
+    select_all_label = gettext_lazy("Select all mail in listing")
     results_template_name = "wagtail_maillog/index_results.html"
     filterset_class = MailLogFilterSet
     is_searchable = True
