@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import AnonymousUser, Permission, User
+from django.contrib.auth.models import AnonymousUser, User
 from django.core import mail
 from django.db import connection
 from django.template import Context
@@ -17,7 +17,8 @@ from wagtail import hooks
 from wagtail.admin.panels import FieldPanel, ObjectList
 
 from tests.testapp.models import Member
-from tests.utils import post_json, send_with_ids
+from tests.utils import client_for, denied, post_json, send_with_ids
+from tests.utils import make_user as _make_user
 from wagtail_maillog.addresses.health import set_status
 from wagtail_maillog.admin.address_panels import AddressesDashboardPanel, AddressStatusPanel
 from wagtail_maillog.admin.address_views import members_by_address
@@ -32,27 +33,6 @@ ADDRESSES = "/admin/maillog/addresses/"
 BULK = "/admin/bulk/wagtail_maillog/address/"
 POSTMARK = "/anymail/postmark/tracking/"
 CONFIRM_SUBJECT = "Please confirm your email address"
-
-
-def make_user(name: str, *perms: str) -> User:
-    user = User.objects.create_user(name, f"{name}@staff.example", "pw")
-    user.user_permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in perms:
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label="wagtail_maillog", codename=codename)
-        )
-    return user
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def denied(response) -> bool:
-    """Wagtail's answer to a PermissionDenied in its admin."""
-    return response.status_code == 302 and response["Location"] == "/admin/"
 
 
 def add(address: str, status: str = AddressStatus.UNCONFIRMED, **fields) -> Address:
@@ -551,3 +531,7 @@ def test_recipient_status_badges_are_reused_in_recent_mail(people):
     row = add("r@example.com")
     html = client_for(people["admin"]).get(f"{ADDRESSES}{row.pk}/").content.decode()
     assert f'data-status="{Status.QUEUED}"' in html or f'data-status="{Status.SENT}"' in html
+
+
+def make_user(name: str, *perms: str) -> User:
+    return _make_user(name, *perms, domain="staff.example")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
 from django.core.mail import EmailMessage
 from django.db import connection
@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.testapp.models import Invoice
-from tests.utils import post_json, send_with_ids
+from tests.utils import client_for, denied, make_user, post_json, send_with_ids
 from wagtail_maillog import label
 from wagtail_maillog.models import Message, Recipient, SendAttempt
 from wagtail_maillog.status import Status
@@ -23,28 +23,6 @@ pytestmark = pytest.mark.django_db
 
 XSS = "<script>alert(1)</script>"
 LOG = "/admin/maillog/"
-
-
-def make_user(name: str, *perms: str, groups: tuple[Group, ...] = ()) -> User:
-    user = User.objects.create_user(name, f"{name}@example.com", "pw")
-    user.user_permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in perms:
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label="wagtail_maillog", codename=codename)
-        )
-    user.groups.add(*groups)
-    return user
-
-
-def denied(response) -> bool:
-    """Wagtail's answer to a PermissionDenied in its admin."""
-    return response.status_code == 302 and response["Location"] == "/admin/"
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def send_as(user: User | None, subject: str, to: str = "someone@example.com") -> Message:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Group, User
 from django.core.mail import EmailMessage
 from django.db import connection
 from django.test import Client, RequestFactory
@@ -12,6 +12,7 @@ from wagtail import hooks
 
 from tests.esp import ScriptedBackend
 from tests.testapp.models import Invoice
+from tests.utils import client_for, denied, make_user
 from wagtail_maillog import label
 from wagtail_maillog.admin.outbox_tables import OPTIONAL_COLUMNS
 from wagtail_maillog.admin.outbox_views import OutboxMenuItem, build_menu_item
@@ -42,28 +43,6 @@ def outbox_settings(settings):
     ScriptedBackend.script = []
     ScriptedBackend.calls = []
     return settings
-
-
-def make_user(name: str, *perms: str, groups: tuple[Group, ...] = ()) -> User:
-    user = User.objects.create_user(name, f"{name}@example.com", "pw")
-    user.user_permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in perms:
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label="wagtail_maillog", codename=codename)
-        )
-    user.groups.add(*groups)
-    return user
-
-
-def denied(response) -> bool:
-    """Wagtail's answer to a PermissionDenied in its admin."""
-    return response.status_code == 302 and response["Location"] == "/admin/"
-
-
-def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def queue(

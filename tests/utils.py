@@ -6,7 +6,9 @@ import json
 from typing import Any
 
 from anymail.message import AnymailRecipientStatus
+from django.contrib.auth.models import Group, Permission, User
 from django.core.mail import EmailMessage
+from django.test import Client
 
 from wagtail_maillog.models import Message
 
@@ -29,3 +31,28 @@ def send_with_ids(
 
 def post_json(client: Any, url: str, payload: Any, auth: dict[str, str]) -> Any:
     return client.post(url, data=json.dumps(payload), content_type="application/json", **auth)
+
+
+def make_user(
+    name: str, *perms: str, groups: tuple[Group, ...] = (), domain: str = "example.com"
+) -> User:
+    """A Wagtail admin user with these wagtail_maillog permissions."""
+    user = User.objects.create_user(name, f"{name}@{domain}", "pw")
+    user.user_permissions.add(Permission.objects.get(codename="access_admin"))
+    for codename in perms:
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label="wagtail_maillog", codename=codename)
+        )
+    user.groups.add(*groups)
+    return user
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def denied(response: Any) -> bool:
+    """Wagtail's answer to a PermissionDenied in its admin: back to the dashboard."""
+    return response.status_code == 302 and response["Location"] == "/admin/"
