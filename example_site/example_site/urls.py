@@ -10,6 +10,7 @@ urlpatterns = [
     # ESP webhooks (anymail's views, guarded by wagtail-maillog), e.g.
     # /anymail/postmark/tracking/ with basic auth ANYMAIL["WEBHOOK_SECRET"].
     path("anymail/", include("wagtail_maillog.webhook_urls")),
+    path("mail/", include("wagtail_maillog.public_urls")),  # confirmation links
 ]
 
 if settings.DEBUG:

@@ -1,5 +1,9 @@
+from wagtail.admin.panels import FieldPanel, MultiFieldPanel
 from wagtail.snippets.models import register_snippet
 from wagtail.snippets.views.snippets import SnippetViewSet
+
+from wagtail_maillog.admin.address_panels import AddressStatusPanel
+from wagtail_maillog.admin.panels import RelatedMailPanel
 
 from .models import Member
 
@@ -15,6 +19,13 @@ class MemberViewSet(SnippetViewSet):
     search_fields = ["name", "email"]
     search_backend_name = None  # plain database lookups; no search index to keep
     ordering = ["name"]
+    panels = [
+        FieldPanel("name"),
+        FieldPanel("email"),
+        FieldPanel("joined"),
+        MultiFieldPanel([AddressStatusPanel()], heading="Email address"),
+        RelatedMailPanel(heading="Mail to this member"),
+    ]
 
 
 register_snippet(MemberViewSet)

@@ -92,6 +92,7 @@ class Command(BaseCommand):
         admin = self.ensure_admin()
         team, editors = self.ensure_team()
         members = self.ensure_members()
+        self.address_health(members, no_send)
         if not no_send:
             maillog = dict(getattr(settings, "WAGTAIL_MAILLOG", {}))
             if events_now:
@@ -114,6 +115,24 @@ class Command(BaseCommand):
             self.stdout.write(f"Editor ({team.name}): {username} / {password}")
 
     # -- data ---------------------------------------------------------------
+
+    def address_health(self, members: list[Any], no_send: bool) -> None:
+        """Every member's address gets a row; some are confirmed, some asked to confirm."""
+        from wagtail_maillog.addresses.confirmation import send_requests
+        from wagtail_maillog.addresses.health import set_status
+        from wagtail_maillog.addresses.members import sync
+        from wagtail_maillog.models import Address, AddressStatus
+
+        sync()
+        if Address.objects.exclude(status=AddressStatus.UNCONFIRMED).exists():
+            return  # seeded before
+        ordinary = [m.email for m in members if m.email.endswith((".com", ".org", ".net"))]
+        set_status(
+            (address, AddressStatus.CONFIRMED, "Confirmed when joining (demo data)")
+            for address in ordinary[: len(ordinary) // 2]
+        )
+        if not no_send:
+            send_requests(ordinary[len(ordinary) // 2 : len(ordinary) // 2 + 4])
 
     def ensure_admin(self) -> User:
         username, password, email = ADMIN
