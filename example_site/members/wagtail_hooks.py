@@ -1,4 +1,4 @@
-from wagtail.admin.panels import FieldPanel, MultiFieldPanel
+from wagtail.admin.panels import FieldPanel
 from wagtail.snippets.models import register_snippet
 from wagtail.snippets.views.snippets import SnippetViewSet
 
@@ -23,7 +23,7 @@ class MemberViewSet(SnippetViewSet):
         FieldPanel("name"),
         FieldPanel("email"),
         FieldPanel("joined"),
-        MultiFieldPanel([AddressStatusPanel()], heading="Email address"),
+        AddressStatusPanel(),
         RelatedMailPanel(heading="Mail to this member"),
     ]
 
