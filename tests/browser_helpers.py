@@ -8,8 +8,7 @@ HTTP to the live server, through anymail's real Postmark view and our guard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -29,7 +28,7 @@ HARD_BOUNCE_MTA = "smtp;550 5.1.1 The email account that you tried to reach does
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def send(

@@ -1,6 +1,6 @@
 """The status rules (wagtail_maillog.status), without a database."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import permutations
 
 import pytest
@@ -15,7 +15,7 @@ from wagtail_maillog.status import (
     transition,
 )
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def at(minutes: int) -> datetime:

@@ -1,7 +1,7 @@
 """Real ESP payloads POSTed to anymail's real webhook views, behind our guard."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -93,7 +93,7 @@ def test_postmark_delivery_then_open_then_late_delivery(client, webhook_auth):
 
     recipient = message.recipients.get()
     assert recipient.status == Status.OPENED
-    assert recipient.opened_at == datetime(2026, 11, 5, 16, 40, tzinfo=timezone.utc)
+    assert recipient.opened_at == datetime(2026, 11, 5, 16, 40, tzinfo=UTC)
     events = list(recipient.events.order_by("pk"))
     assert [e.event_type for e in events] == ["delivered", "opened", "delivered"]
     assert events[1].user_agent.startswith("Mozilla/5.0")
