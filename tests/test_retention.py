@@ -91,3 +91,15 @@ def test_command_with_dry_run(history):
 def test_migrate_creates_the_daily_purge_schedule():
     schedule = Schedule.objects.get(func="wagtail_maillog.purge.purge_expired")
     assert schedule.schedule_type == Schedule.DAILY
+
+
+def test_mail_still_in_the_outbox_is_never_purged(history, settings):
+    from wagtail_maillog.models import OutboxItem
+
+    old, _new = history
+    OutboxItem.objects.create(
+        message=old[1], connector="default", state="scheduled", payload=b"", payload_mac=""
+    )
+    purge()
+    assert Message.objects.filter(pk=old[1].pk).exists()
+    assert not Message.objects.filter(pk__in=[old[0].pk, old[2].pk]).exists()

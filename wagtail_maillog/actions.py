@@ -104,16 +104,17 @@ def resend(
     if new_pk is not None:
         Message.objects.filter(pk=new_pk).update(resent_from=message)
         new = Message.objects.get(pk=new_pk)
-        if error:
+        if error and not new.attempts.exists():  # the ESP never answered
             SendAttempt.objects.create(
                 message=new,
                 outcome=SendAttempt.Outcome.FAILED,
                 connector=new.esp_name,
                 error=error,
             )
-            Recipient.objects.filter(message=new).update(
-                status=rules.Status.FAILED, status_at=timezone.now(), reason=error
-            )
+        if error:
+            Recipient.objects.filter(
+                message=new, status__in=[rules.Status.SENDING, rules.Status.PENDING]
+            ).update(status=rules.Status.FAILED, status_at=timezone.now(), reason=error)
     return ResendResult(original=message, new=new, error=error)
 
 

@@ -48,7 +48,8 @@ def purge(
     if before is None:
         return result
     mode = mode or get_setting("PURGE_MODE")
-    old = Message.objects.filter(created_at__lt=before)
+    # Mail still waiting in the outbox (scheduled far ahead, or failed) is kept.
+    old = Message.objects.filter(created_at__lt=before, outbox__isnull=True)
     if mode == "events":
         old = old.filter(body_stored=True) | old.filter(recipients__events__isnull=False)
         old = old.distinct()
