@@ -14,22 +14,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
-from wagtail.admin.views.bulk_action import BulkAction
 
 from ..addresses import confirmation, health
 from ..models import Address, AddressStatus
 from .address_views import can_manage_addresses, listing_queryset
+from .confirming_bulk_action import ConfirmingBulkAction
 
 
-class AddressBulkAction(BulkAction):
+class AddressBulkAction(ConfirmingBulkAction):
     template_name = "wagtail_maillog/addresses/bulk_confirm.html"
     models = [Address]
-    #: Texts of the confirmation page.
-    title: Any = ""
-    question: Any = ""
-    refused_text: Any = ""
-    button_text: Any = ""
-    button_class = ""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not can_manage_addresses(request.user):
@@ -50,20 +44,6 @@ class AddressBulkAction(BulkAction):
         for address in queryset.defer("nonce").order_by("address"):
             (allowed if self.applies(address) else refused).append(address)
         return allowed, {"items_with_no_access": refused}
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context.update(
-            title=self.title,
-            question=self.question,
-            refused_text=self.refused_text,
-            action_button_text=self.button_text,
-            action_button_class=self.button_class,
-        )
-        return context
-
-    def get_execution_context(self) -> dict[str, Any]:
-        return {"user": self.request.user}
 
 
 class SendConfirmationBulkAction(AddressBulkAction):

@@ -12,25 +12,19 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
-from wagtail.admin.views.bulk_action import BulkAction
 
 from ..models import OutboxItem
 from ..outbox import worker
+from .confirming_bulk_action import ConfirmingBulkAction
 from .outbox_access import CANCEL, RETRY, visible_outbox
 from .outbox_tables import cancel_refusal, retry_refusal
 from .outbox_views import listing_queryset
 
 
-class OutboxBulkAction(BulkAction):
+class OutboxBulkAction(ConfirmingBulkAction):
     template_name = "wagtail_maillog/outbox/bulk_confirm.html"
     models = [OutboxItem]
     permission = ""
-    #: Texts of the confirmation page.
-    title: Any = ""
-    question: Any = ""
-    refused_text: Any = ""
-    button_text: Any = ""
-    button_class = ""
 
     @staticmethod
     def refusal(item: OutboxItem) -> str:
@@ -52,20 +46,6 @@ class OutboxBulkAction(BulkAction):
 
     def object_context(self, obj: OutboxItem) -> dict[str, Any]:
         return {"item": obj, "message": obj.message}
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context.update(
-            title=self.title,
-            question=self.question,
-            refused_text=self.refused_text,
-            action_button_text=self.button_text,
-            action_button_class=self.button_class,
-        )
-        return context
-
-    def get_execution_context(self) -> dict[str, Any]:
-        return {"user": self.request.user}
 
 
 class RetryBulkAction(OutboxBulkAction):
