@@ -110,7 +110,9 @@ class PageWatch:
             self.failed.append(f"{response.status} {response.url}")
 
     def _request_failed(self, request) -> None:
-        if request.url.startswith(self.origin):
+        # A request the browser dropped because the page moved on (net::ERR_ABORTED,
+        # e.g. the favicon during a navigation) is not a failure of our server.
+        if request.url.startswith(self.origin) and "ERR_ABORTED" not in (request.failure or ""):
             self.failed.append(f"failed {request.url}: {request.failure}")
 
     def check(self) -> None:
