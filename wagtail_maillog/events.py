@@ -83,11 +83,16 @@ def jsonable(value: Any) -> Any:
         value = {k: v[0] if len(v) == 1 else v for k, v in value.lists()}
     elif isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    text = json.dumps(value, default=str, sort_keys=True)
     limit = get_setting("MAX_RAW_PAYLOAD")
+    try:
+        text = json.dumps(value)  # parsed JSON (most ESPs) needs no conversion
+        converted = False
+    except (TypeError, ValueError):
+        text = json.dumps(value, default=str)
+        converted = True
     if limit and len(text) > limit:
         return {"truncated": True, "text": text[:limit]}
-    return json.loads(text)
+    return json.loads(text) if converted else value
 
 
 def dedupe_key(esp_name: str, event: Any, raw: Any) -> str:
