@@ -13,7 +13,6 @@ from typing import Any
 import django_tables2 as tables
 from django import forms
 from django.db.models import Model
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -21,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..addresses import members
 from ..models import Address, AddressStatus
+from ..templatetags.maillog_tags import badge
 
 #: address status -> (Wagtail icon, tone). Tones are the colours of maillog.css.
 APPEARANCE: dict[str, tuple[str, str]] = {
@@ -37,15 +37,8 @@ APPEARANCE: dict[str, tuple[str, str]] = {
 
 def address_badge(status: str, reason: str = "") -> SafeString:
     """Icon and label of an address status, coloured; the reason as a tooltip."""
-    icon, tone = APPEARANCE.get(status, ("help", "neutral"))
-    try:
-        label = AddressStatus(status).label
-    except ValueError:
-        label = status
-    return render_to_string(
-        "wagtail_maillog/addresses/status_badge.html",
-        {"icon": icon, "tone": tone, "label": label, "title": reason, "status": status},
-    )
+    look = APPEARANCE.get(status, ("help", "neutral"))
+    return badge(status, AddressStatus, look, reason, kind="address-status")
 
 
 def member_link(member: Model | None, url: str | None) -> str:

@@ -28,6 +28,7 @@ from wagtail.admin.widgets.button import Button, ButtonWithDropdown
 from ..models import OutboxItem, SendState
 from ..models.messages import Importance, Role
 from ..models.outbox import CANCELLABLE_STATES
+from ..templatetags.maillog_tags import badge
 from .outbox_access import CANCEL, RETRY
 from .tables import BulkCheckboxColumn
 
@@ -64,15 +65,7 @@ STATE_APPEARANCE: dict[str, tuple[str, str]] = {
 
 def state_badge(state: str, title: str = "") -> SafeString:
     """An outbox send state as the mail log shows statuses: icon, label, colour."""
-    icon, tone = STATE_APPEARANCE.get(state, ("help", "neutral"))
-    try:
-        label = SendState(state).label
-    except ValueError:
-        label = state
-    return render_to_string(
-        "wagtail_maillog/status_badge.html",
-        {"icon": icon, "tone": tone, "label": label, "title": title, "status": state},
-    )
+    return badge(state, SendState, STATE_APPEARANCE.get(state, ("help", "neutral")), title)
 
 
 def retry_refusal(item: OutboxItem) -> str:

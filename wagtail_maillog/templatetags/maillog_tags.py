@@ -66,18 +66,33 @@ def maillog_status(status: str, reason: str = "") -> SafeString:
     return status_badge(status, reason)
 
 
-def status_badge(status: str, reason: str = "") -> SafeString:
-    """Icon and label of a status, coloured by outcome; the reason as a tooltip."""
-    icon, tone = appearance(status)
+def badge(
+    value: str,
+    choices: Any,
+    look: tuple[str, str],
+    title: str = "",
+    kind: str = "status",
+) -> SafeString:
+    """A status-like value as icon and label, coloured by ``look`` = (icon, tone).
+
+    ``choices`` (a TextChoices) gives the label; ``kind`` names the data
+    attribute (``data-status``, ``data-address-status``) tests and scripts use.
+    """
     try:
-        label = Status(status).label
+        label = choices(value).label
     except ValueError:
-        label = status
-    title = OPENED_CAVEAT if status in ENGAGED else reason
+        label = value
+    icon, tone = look
     return render_to_string(
         "wagtail_maillog/status_badge.html",
-        {"icon": icon, "tone": tone, "label": label, "title": title, "status": status},
+        {"icon": icon, "tone": tone, "label": label, "title": title, "value": value, "kind": kind},
     )
+
+
+def status_badge(status: str, reason: str = "") -> SafeString:
+    """A recipient's status; the reason (or the "opened" caveat) as a tooltip."""
+    title = OPENED_CAVEAT if status in ENGAGED else reason
+    return badge(status, Status, appearance(status), title)
 
 
 def related_log_url(obj: Any) -> str:
