@@ -70,15 +70,20 @@ def confirmed(model: type[Model]) -> QuerySet[Any]:
     )
 
 
-def sync() -> int:
+def sync(chunk: int = 2000) -> int:
     """Give every registered member's address a row (for members made before installing)."""
     from .health import ensure
 
     made = 0
     for spec in _registry.values():
         values = spec.model._default_manager.values_list(spec.email_field, flat=True)
-        for start in range(0, values.count(), 2000):
-            made += len(ensure(values.order_by("pk")[start : start + 2000]))
+        batch: list[str] = []
+        for address in values.iterator(chunk_size=chunk):  # streamed, no OFFSET scans
+            batch.append(address)
+            if len(batch) == chunk:
+                made += len(ensure(batch))
+                batch = []
+        made += len(ensure(batch)) if batch else 0
     return made
 
 

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from .. import status as rules
 from ..conf import get_setting
 from ..context import label_for
-from ..models import Address, Message, Recipient, SendAttempt
+from ..models import Address, AddressStatus, Message, Recipient, SendAttempt
 from ..models.addresses import PROBLEMS
 from ..recording import ATTEMPT_ATTRIBUTE
 from . import normalize
@@ -62,12 +62,15 @@ def apply(message: Any, pk: int) -> None:
     if not problems:
         return
     now = timezone.now()
+    by_status: dict[str, list[str]] = {}
     for address, status in problems.items():
-        Recipient.objects.filter(message_id=pk, address=address).update(
+        by_status.setdefault(status, []).append(address)
+    for status, addresses in by_status.items():  # one UPDATE per problem kind, not per address
+        Recipient.objects.filter(message_id=pk, address__in=addresses).update(
             status=rules.Status.BLOCKED,
             status_at=now,
             reason=_("Not sent: the address has the status “%(status)s”.")
-            % {"status": Address(status=status).get_status_display()},
+            % {"status": AddressStatus(status).label},
         )
     blocked = set(problems)
     message.to = _keep(message.to, blocked)
