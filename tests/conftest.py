@@ -2,11 +2,13 @@ import base64
 
 import pytest
 from django.core import mail
+from django.core.cache import cache
 
 
 @pytest.fixture(autouse=True)
 def _empty_outbox(settings):
     mail.outbox = []
+    cache.clear()  # rate-limit counters and the outbox wake flag start fresh
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
 
 

@@ -110,9 +110,14 @@ EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
 DEFAULT_FROM_EMAIL = "site@example.com"
 ANYMAIL = {
     "WEBHOOK_SECRET": "hook:secret",
-    # Signature checks of these ESPs are off in tests: basic auth is the gate.
-    "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-test-signing-key",
     "POSTMARK_SERVER_TOKEN": "unused",
+    # The keys of the ESPs whose anymail webhook cannot run without one
+    # (tests/test_hostile_webhooks.py signs with them; it makes Postal's).
+    # Basic auth stays on for every ESP.
+    "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-test-signing-key",
+    "MAILERSEND_SIGNING_SECRET": "mailersend-test-signing-secret",
+    "MANDRILL_WEBHOOK_KEY": "mandrill-test-webhook-key",
+    "UNISENDER_GO_API_KEY": "unisender-go-test-api-key",
 }
 
 # In-process by default; the tests' subprocess workers set MAILLOG_Q_BROKER=redis.
@@ -136,7 +141,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if os.environ.get("MAILLOG_TEST_OUTBOX"):
     EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
     WAGTAIL_MAILLOG = {
-        "CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}},
+        "CONNECTORS": {
+            "default": {
+                "BACKEND": "tests.esp.ScriptedBackend",
+                # mailings go out in batches of 4 with anymail's test-backend merge fields
+                "MAILING": {"BATCH_SIZE": 4, "MERGE_FIELD": "{{{{{}}}}}"},
+            }
+        },
         "LEASE_SECONDS": 300,
         "OUTBOX_BATCH": 5,
     }

@@ -65,11 +65,23 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 300,
     # Messages one worker run claims at a time.
     "OUTBOX_BATCH": 50,
+    # Requests per minute one client may make to the public pages (confirm,
+    # unsubscribe); more get HTTP 429. None: no limit.
+    "PUBLIC_RATE_LIMIT": 30,
+    # Mailings: recipients per ESP call where the connector's ESP takes per-recipient
+    # merge data (a connector may set {"MAILING": {"BATCH_SIZE": n, "MERGE_FIELD":
+    # "%recipient.{}%"}}; without a known merge-field spelling, one call per recipient).
+    "MAILING_BATCH_SIZE": 500,
+    # Days an unsubscribe link in a mailing keeps working.
+    "UNSUBSCRIBE_MAX_AGE_DAYS": 365,
     # Sandbox ESP (demo and tests): seconds before simulated events arrive.
     # 0 emits them at once inside the send; None emits nothing.
     "SANDBOX_EVENT_DELAY": 0,
     # Largest raw ESP payload stored per event, in characters of JSON.
     "MAX_RAW_PAYLOAD": 20_000,
+    # {email backend: status fetcher} (dotted paths; None: none), merged over
+    # the built-in Postmark and Mailgun ones. See docs/fetchers.md.
+    "FETCHERS": {},
 }
 
 

@@ -6,8 +6,11 @@ path("mail/", include("wagtail_maillog.public_urls")),
 from django.urls import path
 
 from .addresses.views import confirm_view
+from .mailings.views import one_click_view, unsubscribe_view
 
 app_name = "wagtail_maillog_public"
 urlpatterns = [
     path("confirm/<str:token>/", confirm_view, name="confirm"),
+    path("unsubscribe/<str:token>/", unsubscribe_view, name="unsubscribe"),
+    path("unsubscribe/<str:token>/one-click/", one_click_view, name="unsubscribe_one_click"),
 ]

@@ -10,29 +10,21 @@ DEFERRED_TASK = "wagtail_maillog.addresses.health.expire_deferred"
 DEFERRED_NAME = "wagtail-maillog: long-deferred mail counts as bounced"
 OUTBOX_TASK = "wagtail_maillog.outbox.worker.process_outbox"
 OUTBOX_NAME = "wagtail-maillog: send due mail (retries, scheduled, undo-send)"
+MAILING_TASK = "wagtail_maillog.mailings.sending.start_due"
+MAILING_NAME = "wagtail-maillog: start scheduled mailings"
 
 
 def ensure_schedules(**kwargs: Any) -> None:
     """``post_migrate`` receiver: add our schedules once (admins may edit them later)."""
     from django_q.models import Schedule
 
-    if not Schedule.objects.filter(func=DEFERRED_TASK).exists():
-        Schedule.objects.create(
-            func=DEFERRED_TASK, name=DEFERRED_NAME, schedule_type=Schedule.HOURLY, repeats=-1
-        )
-    if not Schedule.objects.filter(func=OUTBOX_TASK).exists():
-        Schedule.objects.create(
-            func=OUTBOX_TASK,
-            name=OUTBOX_NAME,
-            schedule_type=Schedule.MINUTES,
-            minutes=1,
-            repeats=-1,
-        )
-
-    if not Schedule.objects.filter(func=PURGE_TASK).exists():
-        Schedule.objects.create(
-            func=PURGE_TASK,
-            name=PURGE_NAME,
-            schedule_type=Schedule.DAILY,
-            repeats=-1,
-        )
+    every_minute = {"schedule_type": Schedule.MINUTES, "minutes": 1}
+    wanted = [
+        (DEFERRED_TASK, DEFERRED_NAME, {"schedule_type": Schedule.HOURLY}),
+        (OUTBOX_TASK, OUTBOX_NAME, every_minute),
+        (MAILING_TASK, MAILING_NAME, every_minute),
+        (PURGE_TASK, PURGE_NAME, {"schedule_type": Schedule.DAILY}),
+    ]
+    for func, name, timing in wanted:
+        if not Schedule.objects.filter(func=func).exists():
+            Schedule.objects.create(func=func, name=name, repeats=-1, **timing)

@@ -18,6 +18,7 @@ BUILT_IN = {
     "error_report": _("Error report"),
     "form": _("Form"),
     "mailing": _("Mailing"),
+    "mailing_test": _("Mailing test"),
     "newsletter": _("Newsletter"),
     "integration": _("Integration"),
     "confirmation": _("Address confirmation"),

@@ -130,3 +130,21 @@ def addresses_css() -> str:
     return format_html(
         '<link rel="stylesheet" href="{}">', static("wagtail_maillog/css/addresses.css")
     )
+
+
+# ---- Mailings (member newsletters) and mailing lists --------------------------
+
+from .admin.mailing_list_views import MailingListViewSet  # noqa: E402
+from .admin.mailing_views import MailingViewSet  # noqa: E402
+
+
+@hooks.register("register_admin_viewset")
+def register_mailing_viewsets() -> list[Any]:
+    return [MailingViewSet("wagtail_maillog_mailings"), MailingListViewSet("wagtail_maillog_lists")]
+
+
+@hooks.register("insert_global_admin_js")
+def mailing_progress_js() -> str:
+    return format_html(
+        '<script src="{}" defer></script>', static("wagtail_maillog/js/mailing-progress.js")
+    )

@@ -1,9 +1,11 @@
+from wagtail import hooks
 from wagtail.admin.panels import FieldPanel
 from wagtail.snippets.models import register_snippet
 from wagtail.snippets.views.snippets import SnippetViewSet
 
 from wagtail_maillog.admin.address_panels import AddressStatusPanel
 from wagtail_maillog.admin.panels import RelatedMailPanel
+from wagtail_maillog.mailings.audiences import QuerySetAudience
 
 from .models import Member
 
@@ -29,3 +31,16 @@ class MemberViewSet(SnippetViewSet):
 
 
 register_snippet(MemberViewSet)
+
+
+@hooks.register("register_maillog_audience")
+def members_audience() -> QuerySetAudience:
+    """Mailings can go to every member (the confirmed ones with a healthy address)."""
+    return QuerySetAudience(
+        "members",
+        "All members",
+        lambda: Member.objects.all(),
+        email_field="email",
+        name_field="name",
+        description="Everyone in the member register.",
+    )

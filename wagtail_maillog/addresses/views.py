@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from ..throttle import throttled
 from .confirmation import Outcome, check, confirm
 
 STATUS_CODES = {Outcome.INVALID: 404, Outcome.EXPIRED: 410, Outcome.USED: 410}
@@ -18,6 +19,7 @@ STATUS_CODES = {Outcome.INVALID: 404, Outcome.EXPIRED: 410, Outcome.USED: 410}
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@throttled
 def confirm_view(request: HttpRequest, token: str) -> HttpResponse:
     checked = confirm(token) if request.method == "POST" else check(token)
     done = request.method == "POST" and checked.outcome == Outcome.CONFIRMED

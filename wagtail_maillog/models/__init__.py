@@ -1,6 +1,7 @@
 """The models of wagtail-maillog, one module per capability, re-exported here."""
 
 from .addresses import Address, AddressChange, AddressStatus
+from .mailings import Mailing, MailingList, MailingListMember, MailingState
 from .messages import Event, Message, Recipient, SendAttempt
 from .outbox import ConnectorState, OutboxItem, OutboxPreference, SendState
 
@@ -10,6 +11,10 @@ __all__ = [
     "AddressStatus",
     "ConnectorState",
     "Event",
+    "Mailing",
+    "MailingList",
+    "MailingListMember",
+    "MailingState",
     "Message",
     "OutboxItem",
     "OutboxPreference",

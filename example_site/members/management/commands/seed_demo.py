@@ -233,6 +233,54 @@ class Command(BaseCommand):
         self.send_newsletter_tomorrow(ordinary[11:16], admin)
         self.send_reply_with_undo(editors[1], ordinary[16])
         self.stdout.write(f"Sent {Message.objects.count() - before} messages")
+        self.seed_mailings(admin, members)
+
+    def seed_mailings(self, admin: User, members: list[Member]) -> None:
+        """A mailing list, a draft, and one mailing sent to all members (results show)."""
+        from wagtail_maillog.addresses.health import set_status
+        from wagtail_maillog.mailings import sending
+        from wagtail_maillog.models import AddressStatus, Mailing, MailingList, MailingListMember
+
+        if Mailing.objects.exists():
+            return
+        board, _created = MailingList.objects.get_or_create(
+            name="Board", defaults={"description": "The club's board members."}
+        )
+        for member in members[:4]:
+            MailingListMember.objects.get_or_create(
+                mailing_list=board, address=member.email, defaults={"name": member.name}
+            )
+        Mailing.objects.create(
+            subject="Save the date: the autumn meeting, {{ name }}",
+            body="<p>Dear {{ name }},</p><p>The autumn meeting is on 14 November. "
+            "The agenda follows.</p>",
+            audience="members",
+            connector="newsletter",
+            created_by=admin,
+        )
+        # Some members of the simulated problem domains confirmed long ago: their mail
+        # bounces or is marked as spam, so the results show problem recipients.
+        troubled = [
+            m.email for m in members if m.email.endswith(("@bounce.example", "@spam.example"))
+        ]
+        set_status(
+            (a, AddressStatus.CONFIRMED, "Confirmed when joining (demo data)") for a in troubled[:2]
+        )
+        sent = Mailing.objects.create(
+            subject="Club news: October, {{ name }}",
+            body="<p>Hello {{ name }},</p><p>The new season starts on Saturday. "
+            'See the <a href="/">programme</a>.</p>',
+            audience="members",
+            connector="newsletter",
+            created_by=admin,
+        )
+        sending.send(sent, user=admin)
+        sending.queue_mailing(sent.pk)  # the task the cluster would run, done now
+        sent.refresh_from_db()
+        self.stdout.write(
+            f"Mailing “{sent.subject}”: {sent.queued_count} queued, "
+            f"{sum(sent.skipped.values())} members left out"
+        )
 
     def send_welcomes(self, members: list[Member]) -> None:
         member_type = ContentType.objects.get_for_model(Member)

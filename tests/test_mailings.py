@@ -1,0 +1,403 @@
+"""Mailings: audiences, queuing through the outbox, batching, unsubscribe, cancel.
+
+The mailing is sent for real: the django-q2 task runs in-process (sync mode of
+tests/settings.py), the outbox worker hands it to anymail's test backend (which
+records each ESP call in ``mail.outbox``) or to the sandbox ESP, whose events
+come through anymail's real tracking signal.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from tests.testapp.models import Member
+from wagtail_maillog.addresses.health import set_status
+from wagtail_maillog.mailings import audiences, results, sending
+from wagtail_maillog.models import (
+    Address,
+    AddressStatus,
+    Mailing,
+    MailingList,
+    MailingListMember,
+    MailingState,
+    OutboxItem,
+    Recipient,
+)
+from wagtail_maillog.outbox import worker
+from wagtail_maillog.status import Status
+
+pytestmark = pytest.mark.django_db
+
+TEST_ESP = "anymail.backends.test.EmailBackend"
+
+
+def connectors(settings, backend: str = TEST_ESP, **mailing: object) -> None:
+    spec = {"BACKEND": backend, **({"MAILING": mailing} if mailing else {})}
+    settings.WAGTAIL_MAILLOG = {
+        "CONNECTORS": {"newsletter": spec},
+        "DEFAULT_CONNECTOR": "newsletter",
+        "SANDBOX_EVENT_DELAY": 0,
+    }
+
+
+@pytest.fixture
+def members():
+    """Seven confirmed members, and one of each reason to be left out."""
+    confirmed = [
+        Member.objects.create(name=f"Member {i}", email=f"m{i}@example.com") for i in range(7)
+    ]
+    set_status([(m.email, AddressStatus.CONFIRMED, "test") for m in confirmed])
+    Member.objects.create(name="No address", email="")
+    Member.objects.create(name="Never asked", email="new@example.com")
+    Address.objects.filter(address="new@example.com").delete()
+    bounced = Member.objects.create(name="Bounced", email="gone@example.com")
+    set_status([(bounced.email, AddressStatus.BOUNCED, "test")])
+    asked = Member.objects.create(name="Asked", email="asked@example.com")
+    set_status([(asked.email, AddressStatus.REQUESTED, "test")])
+    return confirmed
+
+
+@pytest.fixture
+def held():
+    """Mail stays in the outbox: no worker is woken (as if none was running yet)."""
+    from django.core.cache import cache
+
+    cache.set(worker.WAKE_KEY, 1, timeout=300)
+
+
+def draft(**kwargs: object) -> Mailing:
+    values = {
+        "subject": "News for {{ name }}",
+        "body": '<p>Hello {{ name }},</p><p>our <a href="/news/">news</a>.</p>',
+        "audience": "members",
+    }
+    values.update(kwargs)
+    return Mailing.objects.create(**values)
+
+
+def send_now(mailing: Mailing, capture) -> Mailing:
+    """Press "send": the queuing task runs when the request's transaction commits."""
+    with capture(execute=True):
+        sending.send(mailing)
+    mailing.refresh_from_db()
+    return mailing
+
+
+def test_breakdown_counts_members_per_address_status(members):
+    audience = audiences.get("members")
+    counts = audience.breakdown()
+    assert counts["confirmed"] == 7
+    assert counts[audiences.NO_ADDRESS] == 1
+    assert counts[audiences.NOT_KNOWN] == 1
+    assert counts[AddressStatus.BOUNCED] == 1
+    assert counts[AddressStatus.REQUESTED] == 1
+    assert audience.distinct_confirmed() == 7
+
+
+def test_members_sharing_an_address_are_mailed_once(
+    settings, members, django_capture_on_commit_callbacks
+):
+    connectors(settings)
+    Member.objects.create(name="Partner", email="M0@example.com ")
+    assert audiences.get("members").distinct_confirmed() == 7
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    assert mailing.queued_count == 7
+    assert mailing.skipped[audiences.DUPLICATE] == 1
+    assert sending.recipients_of(mailing).filter(address="m0@example.com").count() == 1
+
+
+def test_batch_send_one_esp_call_per_chunk_with_merge_data(
+    settings, members, held, django_capture_on_commit_callbacks
+):
+    connectors(settings, BATCH_SIZE=3)
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    assert mailing.state == MailingState.QUEUED
+    assert mailing.member_count == 11
+    assert mailing.queued_count == 7
+    assert mailing.skipped == {
+        audiences.NO_ADDRESS: 1,
+        audiences.NOT_KNOWN: 1,
+        AddressStatus.BOUNCED: 1,
+        AddressStatus.REQUESTED: 1,
+    }
+    assert OutboxItem.objects.count() == 3  # 7 recipients in chunks of 3
+    assert Recipient.objects.filter(status=Status.PENDING).count() == 7
+
+    worker.process_outbox(time_budget=10)
+
+    assert len(mail.outbox) == 3  # one ESP call per chunk
+    sizes = sorted(len(m.to) for m in mail.outbox)
+    assert sizes == [1, 3, 3]
+    first = mail.outbox[0]
+    assert first.subject == "News for {{name}}"
+    assert "{{name_html}}" in first.alternatives[0][0]
+    assert set(first.merge_data) == set(first.to)
+    values = first.merge_data[first.to[0]]
+    assert values["name"].startswith("Member ")
+    assert values["unsubscribe_url"].startswith("http://testserver/mail/unsubscribe/")
+    assert 'href="http://testserver/news/"' in first.alternatives[0][0]
+    # every recipient has its own log row and status
+    rows = sending.recipients_of(mailing)
+    assert rows.count() == 7
+    assert set(rows.values_list("status", flat=True)) == {Status.SENT}
+    assert results.summary(mailing).percent == 100
+
+
+def test_names_are_escaped_in_html_but_not_in_text(settings, django_capture_on_commit_callbacks):
+    connectors(settings)
+    member = Member.objects.create(name="<b>Bo & Co</b>", email="bo@example.com")
+    set_status([(member.email, AddressStatus.CONFIRMED, "test")])
+    send_now(draft(), django_capture_on_commit_callbacks)
+    worker.process_outbox(time_budget=10)
+    (sent,) = mail.outbox
+    values = sent.merge_data["bo@example.com"]
+    assert values["name"] == "<b>Bo & Co</b>"
+    assert values["name_html"] == "&lt;b&gt;Bo &amp; Co&lt;/b&gt;"
+
+
+def test_without_batch_support_one_rendered_message_per_recipient(
+    settings, members, held, django_capture_on_commit_callbacks
+):
+    connectors(settings, backend="django.core.mail.backends.locmem.EmailBackend")
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    assert OutboxItem.objects.count() == 7
+    worker.process_outbox(time_budget=10)
+    assert len(mail.outbox) == 7
+    by_address = {m.to[0]: m for m in mail.outbox}
+    message = by_address["m3@example.com"]
+    assert message.subject == "News for Member 3"
+    assert "Hello Member 3," in message.body
+    assert "/mail/unsubscribe/" in message.body
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert set(sending.recipients_of(mailing).values_list("status", flat=True)) == {Status.SENT}
+
+
+def test_sandbox_mailing_reaches_final_statuses(settings, django_capture_on_commit_callbacks):
+    connectors(settings, backend="wagtail_maillog.sandbox.SandboxBackend", BATCH_SIZE=2)
+    for name in ["ok1", "ok2", "ok3"]:
+        Member.objects.create(name=name, email=f"{name}@example.com")
+    Member.objects.create(name="Bouncy", email="x@bounce.example")
+    set_status(
+        [(a, AddressStatus.CONFIRMED, "t") for a in Member.objects.values_list("email", flat=True)]
+    )
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    worker.process_outbox(time_budget=10)
+    summary = results.summary(mailing)
+    assert summary.total == 4
+    assert summary.percent == 100
+    assert summary.counts.get(Status.BOUNCED) == 1
+    assert (
+        sum(summary.counts.get(s, 0) for s in (Status.DELIVERED, Status.OPENED, Status.CLICKED))
+        == 3
+    )
+    assert summary.problems == 1
+    assert [r.address for r in results.problem_recipients(mailing)] == ["x@bounce.example"]
+    # the bounce made the address a problem: the next mailing leaves it out
+    second = send_now(draft(subject="Second"), django_capture_on_commit_callbacks)
+    assert second.queued_count == 3
+    assert second.skipped == {AddressStatus.BOUNCED: 1}
+
+
+def _unsubscribe_url(settings, django_capture_on_commit_callbacks, address: str) -> str:
+    connectors(settings)
+    send_now(draft(), django_capture_on_commit_callbacks)
+    worker.process_outbox(time_budget=10)
+    for message in mail.outbox:
+        if address in message.merge_data:
+            return message.merge_data[address]["unsubscribe_url"]
+    raise AssertionError(f"{address} was not mailed")
+
+
+def test_unsubscribe_link_asks_then_unsubscribes_once(
+    client, settings, members, django_capture_on_commit_callbacks
+):
+    url = _unsubscribe_url(settings, django_capture_on_commit_callbacks, "m2@example.com")
+    path = url.removeprefix("http://testserver")
+    assert "m2" not in path  # no address in the link
+
+    page = client.get(path)
+    assert page.status_code == 200
+    assert "m•••@example.com" in page.content.decode()
+    assert Address.objects.get(address="m2@example.com").status == AddressStatus.CONFIRMED
+
+    done = client.post(path)
+    assert done.status_code == 200
+    address = Address.objects.get(address="m2@example.com")
+    assert address.status == AddressStatus.UNSUBSCRIBED
+    assert "News for {{ name }}" in address.changes.last().cause
+
+    again = client.post(path)
+    assert again.status_code == 200
+    assert address.changes.filter(new=AddressStatus.UNSUBSCRIBED).count() == 1
+    # the next mailing leaves the address out
+    second = send_now(draft(subject="Next"), django_capture_on_commit_callbacks)
+    assert second.skipped[AddressStatus.UNSUBSCRIBED] == 1
+
+
+def test_unsubscribe_form_needs_csrf_but_one_click_does_not(
+    settings, members, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    url = _unsubscribe_url(settings, django_capture_on_commit_callbacks, "m4@example.com")
+    path = url.removeprefix("http://testserver")
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post(path).status_code == 403
+    assert Address.objects.get(address="m4@example.com").status == AddressStatus.CONFIRMED
+
+    assert strict.post(path + "one-click/", {}).status_code == 400
+    response = strict.post(path + "one-click/", {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert Address.objects.get(address="m4@example.com").status == AddressStatus.UNSUBSCRIBED
+
+
+def test_tampered_and_expired_links_do_nothing(
+    client, settings, members, django_capture_on_commit_callbacks
+):
+    url = _unsubscribe_url(settings, django_capture_on_commit_callbacks, "m1@example.com")
+    path = url.removeprefix("http://testserver")
+    token = path.rstrip("/").rsplit("/", 1)[-1]
+    forged = path.replace(token, token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb"))
+    assert client.post(forged).status_code == 404
+    assert client.get("/mail/unsubscribe/preview/").status_code == 404
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "UNSUBSCRIBE_MAX_AGE_DAYS": -1}
+    assert client.post(path).status_code == 410
+    assert Address.objects.get(address="m1@example.com").status == AddressStatus.CONFIRMED
+
+
+def test_public_pages_are_rate_limited(client, settings):
+    settings.WAGTAIL_MAILLOG = {"PUBLIC_RATE_LIMIT": 5}
+    codes = [client.get("/mail/unsubscribe/nonsense/").status_code for _ in range(7)]
+    assert codes[:5] == [404] * 5
+    assert codes[5:] == [429, 429]
+    assert client.get("/mail/confirm/nonsense/").status_code == 429
+    assert int(client.get("/mail/confirm/nonsense/")["Retry-After"]) <= 60
+
+
+def test_cancel_before_start_sends_nothing(settings, members, django_capture_on_commit_callbacks):
+    connectors(settings)
+    mailing = draft()
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send(mailing, send_at=timezone.now() + timedelta(hours=1))
+    mailing.refresh_from_db()
+    assert mailing.state == MailingState.SCHEDULED
+    sending.cancel(mailing)
+    mailing.refresh_from_db()
+    assert mailing.state == MailingState.CANCELLED
+    Mailing.objects.filter(pk=mailing.pk).update(send_at=timezone.now() - timedelta(minutes=1))
+    assert sending.start_due() == 0
+    assert sending.queue_mailing(mailing.pk).endswith("nothing to do")
+    worker.process_outbox(time_budget=5)
+    assert not sending.recipients_of(mailing).exists()
+    assert mail.outbox == []
+
+
+def test_scheduled_mailing_starts_when_due(settings, members, django_capture_on_commit_callbacks):
+    connectors(settings)
+    mailing = draft()
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send(mailing, send_at=timezone.now() + timedelta(minutes=5))
+    assert sending.start_due() == 0
+    Mailing.objects.filter(pk=mailing.pk).update(send_at=timezone.now() - timedelta(seconds=1))
+    assert sending.start_due() == 1
+    mailing.refresh_from_db()
+    assert mailing.state == MailingState.QUEUED
+    assert mailing.queued_count == 7
+
+
+def test_cancel_while_queued_takes_the_rest_out_of_the_outbox(
+    settings, members, held, django_capture_on_commit_callbacks
+):
+    connectors(settings, BATCH_SIZE=2)
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    assert OutboxItem.objects.count() == 4
+    taken_out = sending.cancel(mailing)
+    assert taken_out == 4
+    worker.process_outbox(time_budget=5)
+    assert mail.outbox == []
+    assert set(sending.recipients_of(mailing).values_list("status", flat=True)) == {
+        Status.CANCELLED
+    }
+
+
+def test_queuing_twice_queues_nobody_twice(
+    settings, members, held, django_capture_on_commit_callbacks
+):
+    """A task that runs again (a crash, a retry by django-q2) skips who is queued already."""
+    connectors(settings, BATCH_SIZE=3)
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    Mailing.objects.filter(pk=mailing.pk).update(state=MailingState.QUEUING)
+    sending.queue_mailing(mailing.pk)
+    assert sending.recipients_of(mailing).count() == 7
+    assert OutboxItem.objects.count() == 3
+
+
+def test_only_a_draft_can_be_sent(settings, members, django_capture_on_commit_callbacks):
+    connectors(settings)
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    with pytest.raises(sending.MailingError):
+        sending.send(mailing)
+
+
+def test_list_audience(settings, django_capture_on_commit_callbacks):
+    connectors(settings)
+    board = MailingList.objects.create(name="Board")
+    for address in ["a@example.com", "b@example.com"]:
+        MailingListMember.objects.create(mailing_list=board, address=address, name=address[0])
+    set_status([("a@example.com", AddressStatus.CONFIRMED, "t")])
+    assert f"list:{board.pk}" in dict(audiences.choices())
+    mailing = send_now(draft(audience=f"list:{board.pk}"), django_capture_on_commit_callbacks)
+    assert list(sending.recipients_of(mailing).values_list("address", flat=True)) == [
+        "a@example.com"
+    ]
+    assert mailing.skipped == {audiences.NOT_KNOWN: 1}
+
+
+def test_confirmed_addresses_audience(settings, members, django_capture_on_commit_callbacks):
+    connectors(settings)
+    mailing = send_now(draft(audience="confirmed"), django_capture_on_commit_callbacks)
+    assert mailing.queued_count == 7
+    assert mailing.skipped == {}
+
+
+def test_send_test_goes_to_the_user_only_and_is_not_a_recipient(settings, members):
+    from django.contrib.auth.models import User
+
+    connectors(settings)
+    user = User.objects.create_user("ed", "ed@example.com", "pw", first_name="Ed")
+    mailing = draft()
+    assert sending.send_test(mailing, user) == "ed@example.com"
+    (sent,) = mail.outbox
+    assert sent.to == ["ed@example.com"]
+    assert sent.subject == "[TEST] News for Ed"
+    assert not sending.recipients_of(mailing).exists()
+    mailing.refresh_from_db()
+    assert mailing.state == MailingState.DRAFT
+
+
+def test_refresh_without_fetcher_still_finishes(
+    settings, members, django_capture_on_commit_callbacks
+):
+    connectors(settings)
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    worker.process_outbox(time_budget=5)
+    assert results.request_refresh(mailing)
+    mailing.refresh_from_db()
+    assert not mailing.refresh_running
+    assert mailing.refreshed_at is not None
+    assert mailing.refresh_total == 7  # "sent", not final yet
+
+
+def test_content_text_part_keeps_links_readable():
+    from wagtail_maillog.mailings.content import html_to_text
+
+    text = html_to_text(
+        '<p>Hi <b>there</b></p><p>Read <a href="https://x.example/a?b=1&amp;c=2">this</a></p>'
+    )
+    assert text == "Hi there\n\nRead this (https://x.example/a?b=1&c=2)\n"
+    assert re.search(r"<", text) is None

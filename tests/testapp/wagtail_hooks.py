@@ -1,0 +1,12 @@
+from wagtail import hooks
+
+from wagtail_maillog.mailings.audiences import QuerySetAudience
+
+from .models import Member
+
+
+@hooks.register("register_maillog_audience")
+def members_audience() -> QuerySetAudience:
+    return QuerySetAudience(
+        "members", "All members", lambda: Member.objects.all(), name_field="name"
+    )

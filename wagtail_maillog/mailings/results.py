@@ -1,0 +1,157 @@
+"""How a mailing is doing: counts per status, progress, and "update results".
+
+Counting is one grouped query over the mailing's recipients, whatever their
+number. "Update results" runs in django-q2 (:func:`refresh`): it asks the
+ESP's status API about recipients that have no final status yet (where a
+fetcher exists for the connector), so results lost with a webhook are caught
+up, and reports its progress on the mailing row for the page to poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import status as rules
+from ..models import Mailing, MailingState
+from .sending import recipients_of
+
+logger = logging.getLogger(__name__)
+
+TASK = "wagtail_maillog.mailings.results.refresh"
+#: Not handed over yet.
+WAITING = frozenset({rules.Status.NONE, rules.Status.PENDING, rules.Status.SENDING})
+#: Shown in this order on the progress page (others follow).
+ORDER = [
+    rules.Status.PENDING,
+    rules.Status.SENDING,
+    rules.Status.QUEUED,
+    rules.Status.SENT,
+    rules.Status.DEFERRED,
+    rules.Status.DELIVERED,
+    rules.Status.OPENED,
+    rules.Status.CLICKED,
+    rules.Status.BOUNCED,
+    rules.Status.INVALID,
+    rules.Status.COMPLAINED,
+    rules.Status.UNSUBSCRIBED,
+    rules.Status.REJECTED,
+    rules.Status.BLOCKED,
+    rules.Status.FAILED,
+    rules.Status.CANCELLED,
+    rules.Status.UNKNOWN,
+]
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def handed_over(self) -> int:
+        return self.total - sum(self.counts.get(s, 0) for s in WAITING)
+
+    @property
+    def percent(self) -> int:
+        """Share of recipients no longer waiting to be sent (0–100)."""
+        if not self.total:
+            return 0
+        return int(100 * self.handed_over / self.total)
+
+    @property
+    def problems(self) -> int:
+        return sum(n for s, n in self.counts.items() if s in rules.FAILURES)
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(status, label, count) in display order, only the ones present."""
+        known = [s for s in ORDER if self.counts.get(s)]
+        others = sorted(s for s in self.counts if s not in ORDER and self.counts[s])
+        return [(s, rules.Status(s).label, self.counts[s]) for s in [*known, *others]]
+
+
+def summary(mailing: Mailing) -> Summary:
+    grouped = recipients_of(mailing).order_by().values("status").annotate(n=Count("pk"))
+    counts = {row["status"]: row["n"] for row in grouped}
+    return Summary(total=sum(counts.values()), counts=counts)
+
+
+def is_busy(mailing: Mailing, result: Summary) -> bool:
+    """Whether the progress page should keep polling."""
+    if mailing.refresh_running:
+        return True
+    if mailing.state in (MailingState.SCHEDULED, MailingState.STARTING, MailingState.QUEUING):
+        return mailing.state != MailingState.SCHEDULED
+    return mailing.state == MailingState.QUEUED and result.percent < 100
+
+
+def problem_recipients(mailing: Mailing, limit: int = 50) -> Any:
+    return (
+        recipients_of(mailing)
+        .filter(status__in=rules.FAILURES)
+        .select_related("message")
+        .order_by("-status_at", "-pk")[:limit]
+    )
+
+
+def unfinished(mailing: Mailing) -> Any:
+    """Recipients the ESP accepted that have no final status yet."""
+    return (
+        recipients_of(mailing).exclude(status__in=rules.FINAL | WAITING).exclude(esp_message_id="")
+    )
+
+
+def request_refresh(mailing: Mailing) -> bool:
+    """Start "update results" unless it is running; False if it already was."""
+    started = Mailing.objects.filter(pk=mailing.pk, refresh_running=False).update(
+        refresh_running=True, refresh_done=0, refresh_total=0, refresh_note=""
+    )
+    if not started:
+        return False
+    try:
+        from django_q.tasks import async_task
+
+        async_task(TASK, mailing.pk, task_name=f"wagtail-maillog results {mailing.pk}")
+    except Exception as exc:
+        Mailing.objects.filter(pk=mailing.pk).update(
+            refresh_running=False, refresh_note=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    return True
+
+
+def refresh(pk: int) -> str:
+    """The django-q2 task behind "update results"."""
+    mailing = Mailing.objects.get(pk=pk)
+    pending = unfinished(mailing)
+    total = pending.count()
+    Mailing.objects.filter(pk=pk).update(refresh_total=total)
+    note = ""
+    try:
+        if total:
+            note = _ask_esp(pk, pending)
+    except Exception as exc:  # shown on the page; the counts are still current
+        logger.warning("Updating results of mailing %s failed", pk, exc_info=True)
+        note = _("The ESP could not be asked: %(error)s") % {"error": exc}
+    finally:
+        Mailing.objects.filter(pk=pk).update(
+            refresh_running=False, refreshed_at=timezone.now(), refresh_note=note
+        )
+    return note or "ok"
+
+
+def _ask_esp(pk: int, pending: Any) -> str:
+    from ..fetchers import catch_up
+
+    def progress(done: int, total: int) -> None:
+        Mailing.objects.filter(pk=pk).update(refresh_done=done, refresh_total=total)
+
+    result = catch_up(pending, progress=progress)
+    if result.errors:
+        return "; ".join(str(e) for e in result.errors)[:2000]
+    return ""

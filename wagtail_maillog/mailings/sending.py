@@ -1,0 +1,306 @@
+"""Sending a mailing: from "send" to every recipient queued in the outbox.
+
+The request only changes the mailing's state and asks django-q2 to run
+:func:`queue_mailing`. That task streams the audience chunk by chunk; each
+chunk is one transaction that skips members without a confirmed, healthy
+address, records one log row per recipient and puts the chunk in the
+outbox: as one batch message with per-recipient merge data where the
+connector's ESP supports it, else one rendered message per recipient.
+
+Safe to run twice or after a crash: each chunk locks the mailing row and
+leaves out addresses that already have a row in this mailing, so nobody is
+queued twice; a cancelled mailing stops at the next chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..context import label
+from ..models import Address, AddressStatus, Mailing, MailingState, OutboxItem, Recipient
+from ..models.outbox import CANCELLABLE_STATES
+from ..outbox.backend import enqueue
+from . import audiences, content
+from .batching import Plan, plan_for
+from .unsubscribe import make_token, one_click_url, unsubscribe_url
+
+logger = logging.getLogger(__name__)
+
+TASK = "wagtail_maillog.mailings.sending.queue_mailing"
+SOURCE = "mailing"
+#: A mailing "starting" or "queuing" for longer than this lost its task: start it again.
+STUCK_AFTER = timedelta(minutes=10)
+
+
+class MailingError(Exception):
+    """The mailing cannot be sent as it is (no audience, wrong state, ...)."""
+
+
+def recipients_of(mailing: Mailing) -> Any:
+    """The log rows of a mailing's recipients."""
+    ct = ContentType.objects.get_for_model(Mailing)
+    return Recipient.objects.filter(message__content_type=ct, message__object_id=str(mailing.pk))
+
+
+def outbox_items_of(mailing: Mailing) -> Any:
+    ct = ContentType.objects.get_for_model(Mailing)
+    return OutboxItem.objects.filter(message__content_type=ct, message__object_id=str(mailing.pk))
+
+
+# ---- starting ---------------------------------------------------------------
+
+
+def send(mailing: Mailing, user: Any = None, send_at: Any = None) -> Mailing:
+    """Send now, or at ``send_at``: the request returns at once, a task does the work."""
+    if audiences.get(mailing.audience) is None:
+        raise MailingError(f"Unknown audience {mailing.audience!r}")
+    plan_for(mailing.connector or None)  # a clear error now for a missing connector
+    later = send_at is not None and send_at > timezone.now()
+    with transaction.atomic():
+        locked = Mailing.objects.select_for_update().get(pk=mailing.pk)
+        if locked.state != MailingState.DRAFT:
+            raise MailingError("Only a draft can be sent")
+        locked.state = MailingState.SCHEDULED if later else MailingState.STARTING
+        locked.send_at = send_at if later else timezone.now()
+        locked.sent_by = user if getattr(user, "pk", None) else None
+        locked.error = ""
+        locked.save(update_fields=["state", "send_at", "sent_by", "error", "updated_at"])
+        if not later:
+            transaction.on_commit(lambda: _start_task(locked.pk))
+    return locked
+
+
+def _start_task(pk: int) -> None:
+    try:
+        from django_q.tasks import async_task
+
+        async_task(TASK, pk, task_name=f"wagtail-maillog mailing {pk}", group="wagtail-maillog")
+    except Exception:  # the every-minute schedule picks it up
+        logger.warning("Could not start mailing %s now; the schedule will", pk, exc_info=True)
+
+
+def start_due() -> int:
+    """Every minute: start scheduled mailings that are due, and restart lost ones."""
+    now = timezone.now()
+    due = list(
+        Mailing.objects.filter(state=MailingState.SCHEDULED, send_at__lte=now).values_list(
+            "pk", flat=True
+        )
+    )
+    Mailing.objects.filter(pk__in=due, state=MailingState.SCHEDULED).update(
+        state=MailingState.STARTING
+    )
+    lost = list(
+        Mailing.objects.filter(
+            state__in=[MailingState.STARTING, MailingState.QUEUING],
+            updated_at__lt=now - STUCK_AFTER,
+        ).values_list("pk", flat=True)
+    )
+    started = 0
+    for pk in [*due, *lost]:
+        queue_mailing(pk)
+        started += 1
+    return started
+
+
+def cancel(mailing: Mailing, user: Any = None) -> int:
+    """Stop a mailing: not started yet, or the part still waiting in the outbox.
+
+    Returns how many queued mails were taken out of the outbox.
+    """
+    from ..outbox.worker import cancel as cancel_items
+
+    with transaction.atomic():
+        locked = Mailing.objects.select_for_update().get(pk=mailing.pk)
+        if locked.state in (MailingState.SCHEDULED, MailingState.STARTING, MailingState.QUEUING):
+            locked.state = MailingState.CANCELLED
+            locked.save(update_fields=["state", "updated_at"])
+    waiting = outbox_items_of(mailing).filter(state__in=CANCELLABLE_STATES)
+    return cancel_items(list(waiting.only("pk")), user=user)
+
+
+# ---- queuing (the django-q2 task) -----------------------------------------
+
+
+def queue_mailing(pk: int) -> str:
+    """Queue every recipient of mailing ``pk`` in the outbox (the django-q2 task)."""
+    claimed = Mailing.objects.filter(
+        pk=pk, state__in=[MailingState.STARTING, MailingState.QUEUING]
+    ).update(state=MailingState.QUEUING, started_at=timezone.now())
+    if not claimed:
+        return f"mailing {pk}: nothing to do"
+    mailing = Mailing.objects.select_related("sent_by", "page").get(pk=pk)
+    try:
+        audience = audiences.get(mailing.audience)
+        if audience is None:
+            raise MailingError(f"Unknown audience {mailing.audience!r}")
+        plan = plan_for(mailing.connector or None)
+        body = content.build(mailing)
+        for chunk in audience.entries(plan.batch_size if plan.batched else 500):
+            if not _queue_chunk(mailing, chunk, plan, body):
+                return f"mailing {pk}: cancelled"
+    except Exception as exc:
+        Mailing.objects.filter(pk=pk, state=MailingState.QUEUING).update(
+            state=MailingState.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000]
+        )
+        logger.exception("Mailing %s failed while queuing", pk)
+        raise
+    Mailing.objects.filter(pk=pk, state=MailingState.QUEUING).update(
+        state=MailingState.QUEUED, queued_at=timezone.now()
+    )
+    from ..outbox.worker import wake
+
+    wake()
+    return f"mailing {pk}: queued"
+
+
+def _queue_chunk(mailing: Mailing, chunk: list[audiences.Entry], plan: Plan, body: Any) -> bool:
+    """One transaction: filter, record and enqueue one chunk. False if cancelled."""
+    with transaction.atomic():
+        state = (
+            Mailing.objects.select_for_update()
+            .filter(pk=mailing.pk)
+            .values_list("state", "skipped")
+            .first()
+        )
+        if state is None or state[0] != MailingState.QUEUING:
+            return False
+        skipped = Counter(state[1] or {})
+        wanted = {e.address for e in chunk if e.address and "@" in e.address}
+        health = {
+            a: (apk, st)
+            for a, apk, st in Address.objects.filter(address__in=wanted).values_list(
+                "address", "pk", "status"
+            )
+        }
+        done = set(
+            recipients_of(mailing).filter(address__in=wanted).values_list("address", flat=True)
+        )
+        send_to: list[tuple[audiences.Entry, int]] = []
+        for entry in chunk:
+            found = health.get(entry.address)
+            if entry.address not in wanted:
+                skipped[audiences.NO_ADDRESS] += 1
+            elif found is None:
+                skipped[audiences.NOT_KNOWN] += 1
+            elif found[1] != AddressStatus.CONFIRMED:
+                skipped[found[1]] += 1
+            elif entry.address in done:
+                skipped[audiences.DUPLICATE] += 1
+            else:
+                done.add(entry.address)
+                send_to.append((entry, found[0]))
+        for message in _messages(mailing, send_to, plan, body):
+            enqueue(message)
+        Mailing.objects.filter(pk=mailing.pk).update(
+            member_count=F("member_count") + len(chunk),
+            queued_count=F("queued_count") + len(send_to),
+            skipped=dict(skipped),
+            updated_at=timezone.now(),
+        )
+    return True
+
+
+def _values(mailing: Mailing, entry: audiences.Entry, address_pk: int) -> dict[str, str]:
+    token = make_token(address_pk, mailing.pk)
+    return {"name": entry.name, "email": entry.address, "unsubscribe_url": unsubscribe_url(token)}
+
+
+def _base_message(
+    mailing: Mailing, subject: str, text: str, html: str, to: list[str], test: bool = False
+) -> Any:
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=mailing.from_email or settings.DEFAULT_FROM_EMAIL,
+        to=to,
+        reply_to=[mailing.reply_to] if mailing.reply_to else None,
+    )
+    message.attach_alternative(html, "text/html")
+    label(
+        message,
+        source="mailing_test" if test else SOURCE,
+        related=None if test else mailing,  # a test is not one of the mailing's recipients
+        user=mailing.sent_by,
+        system=False,
+        connector=mailing.connector or None,
+        undo_seconds=0,
+        suppress=False if test else None,
+    )
+    return message
+
+
+def _messages(
+    mailing: Mailing, send_to: list[tuple[audiences.Entry, int]], plan: Plan, body: Any
+) -> Iterable[Any]:
+    if not send_to:
+        return
+    if plan.batched:
+        spelling = plan.merge_field or ""
+        message = _base_message(
+            mailing,
+            content.for_esp(body.subject, spelling),
+            content.for_esp(body.text, spelling),
+            content.for_esp(body.html, spelling, html=True),
+            [e.address for e, _pk in send_to],
+        )
+        message.merge_data = {
+            e.address: content.merge_values(_values(mailing, e, pk)) for e, pk in send_to
+        }
+        yield message
+        return
+    for entry, pk in send_to:
+        values = _values(mailing, entry, pk)
+        message = _base_message(
+            mailing,
+            content.fill(body.subject, values),
+            content.fill(body.text, values),
+            content.fill(body.html, values, html=True),
+            [entry.address],
+        )
+        token = values["unsubscribe_url"].rstrip("/").rsplit("/", 1)[-1]
+        message.extra_headers = {
+            "List-Unsubscribe": f"<{one_click_url(token)}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        yield message
+
+
+# ---- a test to oneself ---------------------------------------------------
+
+
+def send_test(mailing: Mailing, user: Any) -> str:
+    """Send the mailing to ``user`` alone, marked as a test; returns the address."""
+    address = (getattr(user, "email", "") or "").strip()
+    if not address:
+        raise MailingError("Your account has no email address")
+    body = content.build(mailing)
+    name = (user.get_full_name() if hasattr(user, "get_full_name") else "") or str(user)
+    values = {"name": name, "email": address, "unsubscribe_url": preview_unsubscribe_url()}
+    message = _base_message(
+        mailing,
+        "[TEST] " + content.fill(body.subject, values),
+        content.fill(body.text, values),
+        content.fill(body.html, values, html=True),
+        [address],
+        test=True,
+    )
+    label(message, user=user)
+    message.send()
+    return address
+
+
+def preview_unsubscribe_url() -> str:
+    """Where the unsubscribe link of a preview or test leads: it unsubscribes nobody."""
+    return unsubscribe_url("preview")
