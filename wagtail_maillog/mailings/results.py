@@ -153,5 +153,5 @@ def _ask_esp(pk: int, pending: Any) -> str:
 
     result = catch_up(pending, progress=progress)
     if result.errors:
-        return "; ".join(str(e) for e in result.errors)[:2000]
+        return "; ".join(f"{name}: {error}" for name, error in result.errors.items())[:2000]
     return ""

@@ -1,0 +1,126 @@
+"""A mailing through real anymail backends over HTTP (a loopback fake of Mailgun
+and Postmark): ESP calls per chunk, and "update results" catching up lost webhooks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.testapp.models import Member
+from wagtail_maillog.addresses.health import set_status
+from wagtail_maillog.mailings import results, sending
+from wagtail_maillog.models import AddressStatus, Mailing
+from wagtail_maillog.outbox import worker
+from wagtail_maillog.status import Status
+
+if TYPE_CHECKING:
+    from tests.fake_esp import FakeESP
+
+pytest_plugins = ["tests.fake_esp"]
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def esp(fake_esp: FakeESP, settings) -> FakeESP:
+    settings.WAGTAIL_MAILLOG = {
+        "CONNECTORS": {
+            "mg": {
+                "BACKEND": "anymail.backends.mailgun.EmailBackend",
+                "OPTIONS": {"api_key": "mg-key", "api_url": fake_esp.mailgun_api_url},
+            },
+            "pm": {
+                "BACKEND": "anymail.backends.postmark.EmailBackend",
+                "OPTIONS": {"server_token": "pm-token", "api_url": fake_esp.postmark_api_url},
+            },
+        },
+        "DEFAULT_CONNECTOR": "mg",
+        "MAILING_BATCH_SIZE": 3,
+    }
+    for i in range(7):
+        Member.objects.create(name=f"Member {i}", email=f"m{i}@example.com")
+    set_status([(f"m{i}@example.com", AddressStatus.CONFIRMED, "t") for i in range(7)])
+    Member.objects.create(name="Gone", email="gone@example.com")
+    set_status([("gone@example.com", AddressStatus.BOUNCED, "t")])
+    return fake_esp
+
+
+def send(connector: str, capture) -> Mailing:
+    mailing = Mailing.objects.create(
+        subject="News for {{ name }}",
+        body="<p>Hi {{ name }}</p>",
+        from_email="news@mg.example.com",
+        audience="members",
+        connector=connector,
+    )
+    with capture(execute=True):
+        sending.send(mailing)
+    worker.process_outbox(time_budget=20)
+    mailing.refresh_from_db()
+    return mailing
+
+
+def test_mailgun_gets_one_call_per_chunk_with_recipient_variables(
+    esp, django_capture_on_commit_callbacks
+):
+    mailing = send("mg", django_capture_on_commit_callbacks)
+    assert [s.batch for s in esp.sent] == [True, True, True]  # 7 recipients, chunks of 3
+    assert sorted(len(s.recipients) for s in esp.sent) == [1, 3, 3]
+    assert {s.subject for s in esp.sent} == {"News for %recipient.name%"}
+    rows = sending.recipients_of(mailing)
+    assert rows.count() == 7
+    assert not rows.filter(esp_message_id="").exists()
+    assert mailing.skipped == {AddressStatus.BOUNCED: 1}
+
+
+def test_postmark_without_template_gets_one_rendered_call_per_recipient(
+    esp, django_capture_on_commit_callbacks
+):
+    mailing = send("pm", django_capture_on_commit_callbacks)
+    assert len(esp.sent) == 7
+    assert sorted(s.subject for s in esp.sent) == [f"News for Member {i}" for i in range(7)]
+    assert sending.recipients_of(mailing).filter(status=Status.SENT).count() == 7
+
+
+def test_update_results_asks_the_esp_about_unfinished_recipients(
+    esp, django_capture_on_commit_callbacks
+):
+    mailing = send("mg", django_capture_on_commit_callbacks)
+    rows = {r.address: r for r in sending.recipients_of(mailing)}
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    for i in range(6):
+        esp.add_mailgun_event(
+            rows[f"m{i}@example.com"].esp_message_id,
+            "delivered",
+            f"m{i}@example.com",
+            at.timestamp(),
+        )
+    esp.add_mailgun_event(
+        rows["m6@example.com"].esp_message_id,
+        "failed",
+        "m6@example.com",
+        at.timestamp(),
+        severity="permanent",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert results.request_refresh(mailing)  # the django-q2 task runs in-process here
+    mailing.refresh_from_db()
+    assert not mailing.refresh_running and mailing.refresh_note == ""
+    assert (mailing.refresh_done, mailing.refresh_total) == (7, 7)
+    summary = results.summary(mailing)
+    assert summary.counts == {Status.DELIVERED: 6, Status.BOUNCED: 1}
+    assert [r.address for r in results.problem_recipients(mailing)] == ["m6@example.com"]
+    # the bounce reached the address's health too
+    from wagtail_maillog.models import Address
+
+    assert Address.objects.get(address="m6@example.com").status == AddressStatus.BOUNCED
+
+
+def test_update_results_reports_an_esp_error(esp, django_capture_on_commit_callbacks):
+    mailing = send("mg", django_capture_on_commit_callbacks)
+    esp.fail_next(status=500, path="/v3/mg.example.com/events", times=10)
+    results.request_refresh(mailing)
+    mailing.refresh_from_db()
+    assert "mg:" in mailing.refresh_note and "500" in mailing.refresh_note
+    assert results.summary(mailing).counts == {Status.QUEUED: 7}  # Mailgun's "queued"
