@@ -74,6 +74,11 @@ DEFAULTS: dict[str, Any] = {
     "MAILING_BATCH_SIZE": 500,
     # Days an unsubscribe link in a mailing keeps working.
     "UNSUBSCRIBE_MAX_AGE_DAYS": 365,
+    # Lost webhooks (hourly): ask the ESP about recipients without a final status
+    # after this many hours (where a status fetcher exists), and mark those still
+    # "queued"/"sent" after UNKNOWN_AFTER_HOURS as "unknown". None: off.
+    "RECONCILE_AFTER_HOURS": 24,
+    "UNKNOWN_AFTER_HOURS": 72,
     # Sandbox ESP (demo and tests): seconds before simulated events arrive.
     # 0 emits them at once inside the send; None emits nothing.
     "SANDBOX_EVENT_DELAY": 0,

@@ -10,6 +10,8 @@ DEFERRED_TASK = "wagtail_maillog.addresses.health.expire_deferred"
 DEFERRED_NAME = "wagtail-maillog: long-deferred mail counts as bounced"
 OUTBOX_TASK = "wagtail_maillog.outbox.worker.process_outbox"
 OUTBOX_NAME = "wagtail-maillog: send due mail (retries, scheduled, undo-send)"
+RECONCILE_TASK = "wagtail_maillog.reconcile.reconcile"
+RECONCILE_NAME = "wagtail-maillog: reconcile lost webhooks"
 MAILING_TASK = "wagtail_maillog.mailings.sending.start_due"
 MAILING_NAME = "wagtail-maillog: start scheduled mailings"
 
@@ -23,6 +25,7 @@ def ensure_schedules(**kwargs: Any) -> None:
         (DEFERRED_TASK, DEFERRED_NAME, {"schedule_type": Schedule.HOURLY}),
         (OUTBOX_TASK, OUTBOX_NAME, every_minute),
         (MAILING_TASK, MAILING_NAME, every_minute),
+        (RECONCILE_TASK, RECONCILE_NAME, {"schedule_type": Schedule.HOURLY}),
         (PURGE_TASK, PURGE_NAME, {"schedule_type": Schedule.DAILY}),
     ]
     for func, name, timing in wanted:
