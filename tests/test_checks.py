@@ -41,3 +41,15 @@ def test_connector_that_is_not_a_backend(settings):
 def test_retention_off(settings):
     settings.WAGTAIL_MAILLOG = {"RETENTION_DAYS": None}
     assert "wagtail_maillog.W003" in {m.id for m in run_checks()}
+
+
+def test_outbox_as_django_61_mailers_default_is_seen(settings):
+    found = ids(
+        {
+            "MAILERS": {"default": {"BACKEND": "wagtail_maillog.outbox.backend.OutboxBackend"}},
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "Q_CLUSTER": None,
+        },
+        settings,
+    )
+    assert {"wagtail_maillog.E001", "wagtail_maillog.W002"} <= found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import django
 import pytest
 from anymail.exceptions import AnymailAPIError
 from django.core import mail
@@ -356,3 +357,22 @@ def test_a_broker_outage_does_not_fail_the_send(settings, monkeypatch):
     worker.wake()  # logs a warning, raises nothing
     send("Still queued")
     assert OutboxItem.objects.filter(message__subject="Still queued").exists()
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is new in Django 6.1")
+def test_the_outbox_works_as_a_django_61_mailer(settings):
+    """get_connection() refuses to run once MAILERS is set; the worker must not need it."""
+    from django.core.mail import mailers
+
+    del settings.EMAIL_BACKEND
+    settings.MAILERS = {"default": {"BACKEND": "wagtail_maillog.outbox.backend.OutboxBackend"}}
+    settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}}}
+    mailers.__init__()  # the handler caches its settings
+    try:
+        EmailMessage("Mailer", "Body", "s@example.com", ["r@example.com"]).send()
+        assert OutboxItem.objects.count() == 1
+        worker.process_outbox(time_budget=5)
+        assert Recipient.objects.get().status == Status.SENT
+    finally:
+        del settings.MAILERS
+        mailers.__init__()

@@ -15,6 +15,11 @@ OUTBOX_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
 
 
 def _uses_outbox() -> bool:
+    """The outbox is the site's default backend (EMAIL_BACKEND, or Django 6.1's MAILERS)."""
+    mailers = getattr(settings, "MAILERS", None) or {}
+    default = mailers.get("default", {}) if isinstance(mailers, dict) else {}
+    if isinstance(default, dict) and default.get("BACKEND") == OUTBOX_BACKEND:
+        return True
     return getattr(settings, "EMAIL_BACKEND", "") == OUTBOX_BACKEND
 
 
@@ -70,7 +75,7 @@ def check_connectors(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if default not in connectors:
             messages.append(
                 Error(
-                    "EMAIL_BACKEND is the outbox, but it has no connector "
+                    "The outbox is the email backend, but it has no connector "
                     f"named {default!r} to send through.",
                     hint='Add WAGTAIL_MAILLOG["CONNECTORS"] = {"default": {"BACKEND": '
                     '"anymail.backends.<esp>.EmailBackend"}}.',
@@ -80,7 +85,7 @@ def check_connectors(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not getattr(settings, "Q_CLUSTER", None):
             messages.append(
                 Warning(
-                    "EMAIL_BACKEND is the outbox, but Q_CLUSTER is not configured: "
+                    "The outbox is the email backend, but Q_CLUSTER is not configured: "
                     "nothing will send the queued mail.",
                     hint='Add Q_CLUSTER = {"name": "mail", "orm": "default"} and run '
                     "manage.py qcluster.",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.mail import get_connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -44,8 +43,10 @@ def resolve(name: str | None) -> str:
 
 def open_connection(name: str) -> Any:
     spec = configured()[name]
-    import_string(spec["BACKEND"])  # a clear ImportError for a typo
-    return get_connection(spec["BACKEND"], fail_silently=False, **spec.get("OPTIONS", {}))
+    # The backend class itself, as get_connection() would build it: that function is
+    # deprecated in Django 6.1 and refuses to work once MAILERS is configured.
+    backend = import_string(spec["BACKEND"])
+    return backend(fail_silently=False, **spec.get("OPTIONS", {}))
 
 
 def enabled_names() -> set[str]:
