@@ -351,3 +351,28 @@ def test_sync_members_made_before_installation():
     assert not Address.objects.filter(address="old@example.com").exists()
     call_command("maillog_sync_members", stdout=__import__("io").StringIO())
     assert status_of("old@example.com") == AddressStatus.UNCONFIRMED
+
+
+def test_the_outbox_suppresses_for_non_anymail_connectors_too(settings):
+    """An SMTP connector has no anymail pre_send: the worker holds problem addresses back."""
+    from wagtail_maillog.models import OutboxItem
+    from wagtail_maillog.outbox.worker import process_outbox
+
+    settings.EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+    settings.WAGTAIL_MAILLOG = {
+        "CONNECTORS": {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    }
+    Address.objects.create(address="gone@example.com", status=AddressStatus.BOUNCED)
+    send_mail("Mixed", "b", "s@example.com", ["gone@example.com", "ok@example.com"])
+    send_mail("Only gone", "b", "s@example.com", ["gone@example.com"])
+    result = process_outbox(time_budget=5)
+    assert "blocked 1" in result and "sent 1" in result
+    (sent,) = mail.outbox
+    assert sent.to == ["ok@example.com"]
+    assert not OutboxItem.objects.exists()
+    statuses = sorted(Recipient.objects.values_list("address", "status"))
+    assert statuses == [
+        ("gone@example.com", Status.BLOCKED),
+        ("gone@example.com", Status.BLOCKED),
+        ("ok@example.com", Status.SENT),
+    ]

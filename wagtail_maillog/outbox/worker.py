@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from anymail.exceptions import AnymailRecipientsRefused
+from anymail.backends.base import AnymailBaseBackend
+from anymail.exceptions import AnymailCancelSend, AnymailRecipientsRefused
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -29,6 +30,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
+from ..addresses.suppression import apply as suppress
 from ..conf import get_setting
 from ..models import OutboxItem, Recipient, SendAttempt, SendState
 from ..models.outbox import CANCELLABLE_STATES, WAITING
@@ -183,7 +185,13 @@ def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
         status=rules.Status.SENDING, status_at=clock()
     )
     try:
-        sent = connectors.open_connection(item.connector).send_messages([message])
+        backend = connectors.open_connection(item.connector)
+        if not isinstance(backend, AnymailBaseBackend):
+            # anymail's pre_send suppresses problem addresses; other backends need us to.
+            suppress(message, item.message_id)
+        sent = backend.send_messages([message])
+    except AnymailCancelSend:  # every recipient has a problem status: nothing to hand over
+        sent = 0
     except AnymailRecipientsRefused as exc:
         # The ESP answered (post_send stored "rejected" per recipient): nothing to retry.
         SendAttempt.objects.filter(pk=attempt.pk).update(error=describe(exc))
