@@ -376,3 +376,25 @@ def test_the_outbox_works_as_a_django_61_mailer(settings):
     finally:
         del settings.MAILERS
         mailers.__init__()
+
+
+def test_a_send_cancelled_by_another_apps_pre_send_is_not_left_sending(settings):
+    from anymail.exceptions import AnymailCancelSend
+    from anymail.signals import pre_send
+
+    settings.EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+    settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}}}
+
+    def veto(sender, message, **kwargs):
+        raise AnymailCancelSend("not today")
+
+    pre_send.connect(veto, dispatch_uid="test-veto")
+    try:
+        EmailMessage("Vetoed", "Body", "s@example.com", ["r@example.com"]).send()
+        assert "blocked 1" in worker.process_outbox(time_budget=5)
+    finally:
+        pre_send.disconnect(dispatch_uid="test-veto")
+    recipient = Recipient.objects.get()
+    assert recipient.status == Status.CANCELLED
+    assert "pre_send" in recipient.reason
+    assert not OutboxItem.objects.exists()

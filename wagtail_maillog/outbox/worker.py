@@ -219,8 +219,16 @@ def _succeed(
     attempt.refresh_from_db(fields=["outcome"])
     with transaction.atomic():
         if not sent:
-            # anymail's pre_send cancelled it (e.g. every address suppressed)
+            # anymail's pre_send cancelled it: every address suppressed (already
+            # "blocked"), or another app's receiver said no (still "sending")
             SendAttempt.objects.filter(pk=attempt.pk).update(outcome=SendAttempt.Outcome.BLOCKED)
+            Recipient.objects.filter(
+                message_id=item.message_id, status=rules.Status.SENDING
+            ).update(
+                status=rules.Status.CANCELLED,
+                status_at=clock(),
+                reason=_("The send was cancelled before it reached the ESP (a pre_send receiver)."),
+            )
             result.blocked += 1
         elif attempt.outcome == SendAttempt.Outcome.STARTED:
             # not an anymail backend: no post_send, so the hand-over is all we know
