@@ -398,3 +398,13 @@ def test_a_send_cancelled_by_another_apps_pre_send_is_not_left_sending(settings)
     assert recipient.status == Status.CANCELLED
     assert "pre_send" in recipient.reason
     assert not OutboxItem.objects.exists()
+
+
+def test_mail_for_an_unknown_connector_records_the_one_it_goes_through(settings):
+    settings.EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+    settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}}}
+    message = EmailMessage("Typo", "Body", "s@example.com", ["r@example.com"])
+    label(message, connector="newsleter")
+    message.send()
+    assert Message.objects.get().connector == "default"
+    assert OutboxItem.objects.get().connector == "default"

@@ -129,7 +129,7 @@ def record_message(message: Any, esp_name: str = "", connector: str = "") -> Mes
         importance=_importance(label.importance, headers),
         source=source[:64],
         esp_name=esp_name[:64],
-        connector=(label.connector or connector)[:64],
+        connector=(connector or label.connector or "")[:64],  # resolved name first
         created_by=user,
         team=_team(label),
         system_generated=system,
