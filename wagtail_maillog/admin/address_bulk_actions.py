@@ -17,13 +17,14 @@ from django.utils.translation import ngettext
 
 from ..addresses import confirmation, health
 from ..models import Address, AddressStatus
-from .address_views import can_manage_addresses, listing_queryset
+from .address_views import MANAGE, can_manage_addresses, listing_queryset
 from .confirming_bulk_action import ConfirmingBulkAction
 
 
 class AddressBulkAction(ConfirmingBulkAction):
     template_name = "wagtail_maillog/addresses/bulk_confirm.html"
     models = [Address]
+    permission = MANAGE  # the footer shows the button only to those who have it
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not can_manage_addresses(request.user):

@@ -25,6 +25,7 @@ class ResendBulkAction(BulkAction):
     template_name = "wagtail_maillog/bulk_actions/confirm_resend.html"
     models = [Recipient]
     action_priority = 10
+    permission = RESEND  # the footer shows the button only to those who have it
 
     def get_actionable_objects(self) -> tuple[list[Recipient], dict[str, Any]]:
         """The chosen rows the user may see; those they may not resend listed apart."""

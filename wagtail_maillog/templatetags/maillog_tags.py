@@ -128,3 +128,27 @@ def related_mails(context: dict[str, Any], obj: Any, limit: int = 10) -> dict[st
     request = context.get("request")
     user = getattr(request, "user", None)
     return related_mail_context(obj, user, limit)
+
+
+@register.inclusion_tag("wagtailadmin/shared/buttons.html", takes_context=True)
+def maillog_bulk_action_choices(context: Any, app_label: str, model_name: str) -> dict[str, Any]:
+    """Wagtail's bulk action buttons, without those the user has no permission for.
+
+    Wagtail shows every registered action; ours name their ``permission``.
+    """
+    from wagtail.admin.templatetags.wagtailadmin_tags import bulk_action_choices
+    from wagtail.admin.views.bulk_action.registry import bulk_action_registry
+
+    user = context["request"].user
+    refused = {
+        action.action_type
+        for action in bulk_action_registry.get_bulk_actions_for_model(app_label, model_name)
+        if getattr(action, "permission", "") and not user.has_perm(action.permission)
+    }
+    choices = bulk_action_choices(context, app_label, model_name)
+    choices["buttons"] = [
+        button
+        for button in choices["buttons"]
+        if str(getattr(button, "url", "") or "").rstrip("/").rsplit("/", 1)[-1] not in refused
+    ]
+    return choices
