@@ -401,3 +401,28 @@ def test_content_text_part_keeps_links_readable():
     )
     assert text == "Hi there\n\nRead this (https://x.example/a?b=1&c=2)\n"
     assert re.search(r"<", text) is None
+
+
+def test_a_page_as_the_body(settings, members, held, django_capture_on_commit_callbacks):
+    """The chosen page, rendered with its own template; its links made absolute."""
+    from wagtail.models import Page
+
+    from tests.browser_helpers import ensure_wagtail_root
+    from tests.testapp.models import NewsPage
+
+    connectors(settings)
+    ensure_wagtail_root()
+    root = Page.objects.get(depth=1)
+    page = root.add_child(
+        instance=NewsPage(title="Autumn news", slug="autumn", body="<p>Dear {{ name }}, hi.</p>")
+    )
+    mailing = send_now(draft(page=page, body=""), django_capture_on_commit_callbacks)
+    assert mailing.queued_count == 7
+    worker.process_outbox(time_budget=10)
+    html = mail.outbox[0].alternatives[0][0]
+    assert "<h1>Autumn news</h1>" in html
+    assert "Dear {{name_html}}, hi." in html
+    assert 'href="http://testserver/about/"' in html
+    assert 'src="http://testserver/media/logo.png"' in html
+    assert "{{unsubscribe_url_html}}" in html  # no footer in the page: the link is added
+    assert "About the club (http://testserver/about/)" in mail.outbox[0].body

@@ -1,6 +1,8 @@
 """Models the tests relate mail to (an invoice, as in the seeds)."""
 
 from django.db import models
+from wagtail.fields import RichTextField
+from wagtail.models import Page
 
 
 class Invoice(models.Model):
@@ -18,3 +20,10 @@ class Member(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class NewsPage(Page):
+    """A page a mailing can send as its body."""
+
+    body = RichTextField(blank=True)
+    content_panels = [*Page.content_panels, "body"]
