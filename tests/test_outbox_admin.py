@@ -568,7 +568,7 @@ def test_connector_toggle(people, mail):
     )
 
     response = client.post(OUTBOX + "connectors/default/disable/", follow=True)
-    assert "The connector default is disabled: 4 waiting mail(s)" in response.content.decode()
+    assert "The connector default is disabled: 4 waiting mails wait" in response.content.decode()
     assert set(OutboxItem.objects.values_list("state", flat=True)) == {S.CONNECTOR_DISABLED}
     state = ConnectorState.objects.get(name="default")
     assert state.enabled is False and state.changed_by == people["operator"]

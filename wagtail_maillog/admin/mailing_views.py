@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.generic import FormView, TemplateView, View
 from wagtail.admin import messages
@@ -82,6 +82,8 @@ class MailingEditView(EditView):
     """Only drafts can be edited: what was sent stays what it was."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not self.permission_policy.user_has_permission(request.user, "change"):
+            raise PermissionDenied  # before the lookup: no hint which mailings exist
         mailing = get_object_or_404(Mailing, pk=kwargs.get("pk"))
         if not mailing.is_draft:
             messages.warning(request, _("A mailing that was sent can no longer be edited."))
@@ -376,7 +378,12 @@ class CancelView(MailingMixin, TemplateView):
         if taken_out:
             messages.success(
                 request,
-                _("%(count)d waiting mails were taken out of the outbox.") % {"count": taken_out},
+                ngettext(
+                    "%(count)d waiting mail was taken out of the outbox.",
+                    "%(count)d waiting mails were taken out of the outbox.",
+                    taken_out,
+                )
+                % {"count": taken_out},
             )
         elif self.mailing.state != MailingState.CANCELLED:
             messages.warning(request, _("Nothing was waiting to be cancelled."))

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.filters import WagtailFilterSet
@@ -589,14 +589,20 @@ class ConnectorToggleView(OutboxAccessMixin, WagtailAdminTemplateMixin, Template
         else:
             changed = connectors.set_enabled(self.name, self.enable, request.user)
             if self.enable:
-                text = _(
-                    "The connector %(name)s is enabled: %(count)d waiting mail(s) are back "
-                    "in the queue."
+                text = ngettext(
+                    "The connector %(name)s is enabled: %(count)d waiting mail is back "
+                    "in the queue.",
+                    "The connector %(name)s is enabled: %(count)d waiting mails are back "
+                    "in the queue.",
+                    changed,
                 )
             else:
-                text = _(
-                    "The connector %(name)s is disabled: %(count)d waiting mail(s) wait "
-                    "until it is enabled again."
+                text = ngettext(
+                    "The connector %(name)s is disabled: %(count)d waiting mail waits "
+                    "until it is enabled again.",
+                    "The connector %(name)s is disabled: %(count)d waiting mails wait "
+                    "until it is enabled again.",
+                    changed,
                 )
             messages.success(request, text % {"name": self.name, "count": changed})
         return redirect("wagtail_maillog_outbox:connectors")
