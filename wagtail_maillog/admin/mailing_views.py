@@ -15,6 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -29,6 +31,7 @@ from wagtail.admin.viewsets.model import ModelViewSet
 
 from ..mailings import audiences, content, results, sending
 from ..models import Mailing, MailingState
+from ..outbox import connectors
 from ..templatetags.maillog_tags import badge
 from . import mailing_access as access
 from .mailing_forms import MailingForm, SendForm
@@ -164,6 +167,8 @@ class OverviewView(MailingMixin, TemplateView):
             mailing=mailing,
             state_badge=state_badge(mailing),
             audience_label=audience.label if audience else mailing.audience,
+            connector_label=mailing.connector
+            or _("Default (%(name)s)") % {"name": connectors.default_name()},
             can_edit=mailing.is_draft and user.has_perm("wagtail_maillog.change_mailing"),
             can_preview=access.can_preview(user),
             can_send=mailing.is_draft and access.can_send(user),
@@ -344,7 +349,12 @@ class SendView(MailingMixin, FormView):
             messages.success(
                 self.request,
                 _("“%(subject)s” will be sent at %(when)s.")
-                % {"subject": mailing.subject, "when": mailing.send_at},
+                % {
+                    "subject": mailing.subject,
+                    "when": date_format(
+                        timezone.localtime(mailing.send_at), "SHORT_DATETIME_FORMAT"
+                    ),
+                },
             )
         else:
             messages.success(
