@@ -13,7 +13,11 @@ or ``with FakeESP() as fake: ...`` outside pytest.
 
 Postmark: ``POST /email``, ``POST /email/batch``,
 ``GET /messages/outbound/{id}/details`` (scripted ``postmark_events``; 404
-for unknown ids), ``GET /bounces/{id}`` (``postmark_bounces``).
+for unknown ids), ``GET /bounces/{id}`` (``postmark_bounces``). Addresses in
+``postmark_inactive`` are refused as Postmark refuses inactive recipients:
+left out with "Message OK, but will not deliver to these inactive addresses"
+when others remain, ErrorCode 406 when none does (HTTP 422; in a batch, that
+message's entry).
 Mailgun (API URL ``{url}/v3``): ``POST /v3/{domain}/messages`` (form or
 multipart; one call with ``recipient-variables`` is one batch),
 ``GET /v3/{domain}/events`` (``mailgun_events``, filtered by ``message-id``,
@@ -25,6 +29,7 @@ Every request is kept in ``requests`` (method, path, query, headers, body).
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.parser
 import email.policy
 import json
@@ -87,6 +92,8 @@ class FakeESP:
     postmark_bounces: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Status of the details of an unknown message: 404, or 422 (ErrorCode 701).
     postmark_unknown_status: int = 404
+    #: Addresses Postmark refuses as "inactive" (hard bounce or spam complaint before).
+    postmark_inactive: set[str] = field(default_factory=set)
     #: Mailgun message id (with or without <>): its events (see :meth:`add_mailgun_event`).
     mailgun_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     mailgun_page_size: int = 300
@@ -111,7 +118,9 @@ class FakeESP:
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )  # stop() waits at most one poll interval
         self._thread.start()
         return self
 
@@ -353,7 +362,9 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        # The client may have given up (its timeout shorter than a fault's ``delay``).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(data)
         self.close_connection = True
 
 
@@ -394,17 +405,38 @@ def _postmark_send(fake: FakeESP, request: Request, batch: bool) -> Answer:
     for message in messages:
         message_id = str(uuid.uuid4())
         recipients = [a for key in ("To", "Cc", "Bcc") for a in _addresses(message.get(key))]
+        inactive = [a for a in recipients if a in fake.postmark_inactive]
+        if inactive and len(inactive) == len(recipients):
+            answers.append(
+                {
+                    "ErrorCode": 406,
+                    "Message": "You tried to send to a recipient that has been marked as "
+                    f"inactive.\nFound inactive addresses: {', '.join(inactive)}.\n"
+                    "Inactive recipients are ones that have generated a hard bounce or a "
+                    "spam complaint. ",
+                }
+            )
+            continue
         answer: dict[str, Any] = {
             "SubmittedAt": datetime.now(UTC).isoformat(),
             "MessageID": message_id,
             "ErrorCode": 0,
             "Message": "OK",
         }
+        if inactive:
+            answer["Message"] = (
+                "Message OK, but will not deliver to these inactive addresses: "
+                f"{', '.join(inactive)}. Inactive recipients are ones that have generated "
+                "a hard bounce or a spam complaint."
+            )
         if message.get("To"):
             answer["To"] = message["To"]
         answers.append(answer)
-        fake._add_sent(Sent("postmark", [message_id], recipients, str(message.get("Subject"))))
-    return 200, answers if batch else answers[0]
+        accepted = [a for a in recipients if a not in inactive]
+        fake._add_sent(Sent("postmark", [message_id], accepted, str(message.get("Subject"))))
+    if batch:
+        return 200, answers
+    return (422 if answers[0]["ErrorCode"] else 200), answers[0]
 
 
 def _postmark_details(fake: FakeESP, request: Request, message_id: str) -> Answer:

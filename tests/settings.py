@@ -89,6 +89,25 @@ elif _db == "mysql":
             "TEST": {"NAME": "test_wagtail_maillog"},
         }
     }
+elif os.environ.get("MAILLOG_SQLITE_PATH"):
+    # A file several processes share: the server and workers of tests/test_load.py.
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
+    # when a transaction starts (a read that later writes cannot be refused
+    # halfway), and the timeout is how long a writer waits for the lock.
+    # MAILLOG_SQLITE_TRANSACTION_MODE=DEFERRED gives Django's default instead.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ["MAILLOG_SQLITE_PATH"],
+            "OPTIONS": {
+                "timeout": float(os.environ.get("MAILLOG_SQLITE_TIMEOUT", "20")),
+                "transaction_mode": os.environ.get("MAILLOG_SQLITE_TRANSACTION_MODE", "IMMEDIATE"),
+                "init_command": os.environ.get(
+                    "MAILLOG_SQLITE_INIT", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+                ),
+            },
+        }
+    }
 else:
     DATABASES = {
         "default": {
@@ -130,6 +149,8 @@ if os.environ.get("MAILLOG_Q_BROKER") == "redis":
     }
 else:
     Q_CLUSTER["orm"] = "default"
+    if os.environ.get("MAILLOG_Q_BROKER") == "orm":  # a real cluster on a shared SQLite file
+        Q_CLUSTER |= {"sync": False, "workers": 2, "poll": 0.1}
 
 # Nothing in the tests may reach the internet.
 WAGTAIL_ENABLE_UPDATE_CHECK = False
@@ -143,12 +164,25 @@ if os.environ.get("MAILLOG_TEST_OUTBOX"):
     WAGTAIL_MAILLOG = {
         "CONNECTORS": {
             "default": {
-                "BACKEND": "tests.esp.ScriptedBackend",
+                "BACKEND": os.environ.get("MAILLOG_TEST_ESP", "tests.esp.ScriptedBackend"),
                 # mailings go out in batches of 4 with anymail's test-backend merge fields
-                "MAILING": {"BATCH_SIZE": 4, "MERGE_FIELD": "{{{{{}}}}}"},
+                "MAILING": {
+                    "BATCH_SIZE": int(os.environ.get("MAILLOG_TEST_MAILING_BATCH", "4")),
+                    "MERGE_FIELD": "{{{{{}}}}}",
+                },
             }
         },
         "LEASE_SECONDS": 300,
         "OUTBOX_BATCH": 5,
     }
     Q_CLUSTER["name"] = os.environ.get("MAILLOG_Q_NAME", Q_CLUSTER["name"])
+
+if os.environ.get("MAILLOG_LOG_STDERR"):
+    # Subprocess servers and workers (tests/test_load.py): warnings and errors, with
+    # their tracebacks, to stderr (with DEBUG off Django would print no 500 at all).
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+    }

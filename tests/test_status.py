@@ -110,3 +110,17 @@ def test_fold_of_same_rank_ties_is_order_free():
     events = [(Status.COMPLAINED, at(3)), (Status.UNSUBSCRIBED, at(3)), (Status.REJECTED, None)]
     results = {fold(Current(Status.SENT, at(0)), list(p)) for p in permutations(events)}
     assert len(results) == 1
+
+
+def test_fold_of_a_repeated_status_beside_another_of_its_rank_is_order_free():
+    # Found by tests/test_load.py: the second "bounced" used to change nothing, so
+    # "invalid" (older than it) won when it came last.
+    events = [(Status.BOUNCED, at(1)), (Status.INVALID, at(2)), (Status.BOUNCED, at(3))]
+    results = {fold(Current(Status.SENT, at(0)), list(p)) for p in permutations(events)}
+    assert results == {Current(Status.BOUNCED, at(3))}
+
+
+def test_a_repeated_status_keeps_when_it_was_first_reached_in_any_order():
+    events = [(Status.DEFERRED, at(2)), (Status.DEFERRED, at(1)), (Status.DEFERRED, at(3))]
+    results = {fold(Current(Status.SENT, at(0)), list(p)) for p in permutations(events)}
+    assert results == {Current(Status.DEFERRED, at(1))}  # DEFERRED_BOUNCE_DAYS counts from it

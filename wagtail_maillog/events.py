@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, ClassVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
 from . import status as rules
-from .bulk import insert_ignoring_conflicts, update_fields
+from .bulk import insert_rows, update_fields
 from .conf import get_setting
 from .models import Event, Recipient
 from .signals import status_changed
@@ -77,13 +79,18 @@ def on_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -> None:
         ingest([(event, esp_name)])
 
 
-def jsonable(value: Any) -> Any:
-    """The raw ESP payload as JSON-safe data, cut down to ``MAX_RAW_PAYLOAD``."""
+_SETTING = object()
+
+
+def jsonable(value: Any, limit: Any = _SETTING) -> Any:
+    """The raw ESP payload as JSON-safe data, cut down to ``MAX_RAW_PAYLOAD``
+    (or ``limit`` characters, for a caller that read the setting once)."""
     if isinstance(value, QueryDict):
         value = {k: v[0] if len(v) == 1 else v for k, v in value.lists()}
     elif isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    limit = get_setting("MAX_RAW_PAYLOAD")
+    if limit is _SETTING:
+        limit = get_setting("MAX_RAW_PAYLOAD")
     try:
         text = json.dumps(value)  # parsed JSON (most ESPs) needs no conversion
         converted = False
@@ -98,7 +105,8 @@ def jsonable(value: Any) -> Any:
 def dedupe_key(esp_name: str, event: Any, raw: Any) -> str:
     """The ESP's event id where it gives one, else a hash of the event's content."""
     if event.event_id:
-        basis = f"id\0{esp_name}\0{event.event_id}"
+        # With the recipient: Amazon SES gives all recipients of one notification its id.
+        basis = f"id\0{esp_name}\0{event.event_id}\0{_text(event.recipient).strip().lower()}"
     else:
         stamp = event.timestamp.isoformat() if event.timestamp else ""
         content = json.dumps(raw, sort_keys=True, default=str)
@@ -120,10 +128,93 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def event_row(event: Any, esp_name: str) -> Event:
-    """An unsaved :class:`Event` for an anymail ``AnymailTrackingEvent``."""
-    raw = jsonable(event.esp_event)
-    return Event(
+@dataclass(slots=True)
+class EventRow:
+    """An event on its way into the database: the values of an :class:`Event` row.
+
+    Plain attributes instead of a model instance: building a thousand model
+    instances per webhook POST cost more than storing them.
+    """
+
+    esp_name: str
+    esp_message_id: str
+    address: str
+    event_type: str
+    timestamp: datetime | None
+    event_id: str
+    dedupe_key: str
+    description: str
+    mta_response: str
+    reject_reason: str
+    click_url: str
+    user_agent: str
+    raw: Any
+    recipient: Any = None  # set by apply_events: the Recipient (or RecipientState), or None
+
+    #: The columns :func:`insert_events` writes, in this order (then ``received_at``).
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "esp_name",
+        "esp_message_id",
+        "address",
+        "event_type",
+        "timestamp",
+        "event_id",
+        "dedupe_key",
+        "description",
+        "mta_response",
+        "reject_reason",
+        "click_url",
+        "user_agent",
+        "raw",
+        "recipient",
+    )
+
+    def values(self) -> tuple[Any, ...]:
+        return (
+            self.esp_name,
+            self.esp_message_id,
+            self.address,
+            self.event_type,
+            self.timestamp,
+            self.event_id,
+            self.dedupe_key,
+            self.description,
+            self.mta_response,
+            self.reject_reason,
+            self.click_url,
+            self.user_agent,
+            self.raw,
+            None if self.recipient is None else self.recipient.pk,
+        )
+
+
+@dataclass(slots=True)
+class RecipientState:
+    """What ingesting reads and writes of a :class:`Recipient` (no model instance)."""
+
+    pk: int
+    esp_message_id: str
+    address: str
+    status: str
+    status_at: datetime | None
+    opened_at: datetime | None
+    reason: str
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "pk",
+        "esp_message_id",
+        "address",
+        "status",
+        "status_at",
+        "opened_at",
+        "reason",
+    )
+
+
+def event_row(event: Any, esp_name: str, limit: Any = _SETTING) -> EventRow:
+    """The row to store for an anymail ``AnymailTrackingEvent``."""
+    raw = jsonable(event.esp_event, limit)
+    return EventRow(
         esp_name=esp_name[:64],
         esp_message_id=_text(event.message_id)[:255],
         address=_text(event.recipient).strip().lower()[:254],
@@ -140,9 +231,31 @@ def event_row(event: Any, esp_name: str) -> Event:
     )
 
 
+def insert_events(rows: list[EventRow]) -> None:
+    """One INSERT of all rows, received now; an event stored meanwhile (same dedupe key)
+    is skipped."""
+    received_at = timezone.now()
+    insert_rows(
+        Event, (*EventRow.COLUMNS, "received_at"), ((*row.values(), received_at) for row in rows)
+    )
+
+
 def _chunks(values: list[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
+
+
+def lock_esp_ids(esp_ids: Iterable[str]) -> None:
+    """PostgreSQL: one transaction at a time per ESP message id, until commit.
+
+    Storing events and storing the ESP's answer (which adopts orphans) take
+    these locks before reading each other's rows, so an event that finds no
+    recipient is always seen by the answer's adoption, and the other way round.
+    """
+    keys = sorted({zlib.crc32(i.encode()) for i in esp_ids if i})
+    if keys and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", [keys])
 
 
 def _known_keys(keys: list[str]) -> set[str]:
@@ -152,40 +265,43 @@ def _known_keys(keys: list[str]) -> set[str]:
     return known
 
 
-def _recipients_for(esp_ids: Iterable[str]) -> list[Recipient]:
+def _recipients_for(esp_ids: Iterable[str]) -> list[RecipientState]:
     """The recipients with these ESP ids, locked (PostgreSQL) against lost updates."""
-    found: list[Recipient] = []
+    found: list[RecipientState] = []
     for part in _chunks(sorted(set(esp_ids))):
         found.extend(
-            Recipient.objects.select_for_update()
+            RecipientState(*values)
+            for values in Recipient.objects.select_for_update(
+                no_key=connection.features.has_select_for_no_key_update
+            )
             .filter(esp_message_id__in=part)
             .order_by("pk")
-            .only("pk", "esp_message_id", "address", "status", "status_at", "opened_at", "reason")
+            .values_list(*RecipientState.FIELDS)
         )
     return found
 
 
-def _failure_reason(row: Event) -> str:
+def _failure_reason(row: EventRow | Event) -> str:
     return row.description or row.mta_response or row.reject_reason
 
 
 def apply_events(
-    rows: list[Event], recipients: list[Recipient]
-) -> tuple[list[Recipient], list[StatusChange]]:
+    rows: Sequence[EventRow | Event], recipients: Sequence[RecipientState | Recipient]
+) -> tuple[list[Any], list[StatusChange]]:
     """Attach each event to its recipient(s) and move their statuses.
 
     Sets ``row.recipient`` (left empty for orphans) and changes ``recipients``
     in memory; returns the changed ones and the changes, for the caller to save.
     """
-    by_address: dict[tuple[str, str], list[Recipient]] = defaultdict(list)
-    by_id: dict[str, list[Recipient]] = defaultdict(list)
+    by_address: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    by_id: dict[str, list[Any]] = defaultdict(list)
     for r in recipients:
         by_address[(r.esp_message_id, r.address)].append(r)
         by_id[r.esp_message_id].append(r)
 
     before = {r.pk: r.status for r in recipients}
-    touched: dict[int, Recipient] = {}
-    last_event: dict[int, Event] = {}
+    touched: dict[int, Any] = {}
+    last_event: dict[int, Any] = {}
     for row in rows:
         targets = by_address.get((row.esp_message_id, row.address), [])
         if not targets and not row.address and len(by_id.get(row.esp_message_id, [])) == 1:
@@ -222,8 +338,8 @@ def apply_events(
     return list(touched.values()), changes
 
 
-def _save_recipients(recipients: list[Recipient]) -> None:
-    update_fields(recipients, ["status", "status_at", "opened_at", "reason"])
+def _save_recipients(recipients: list[Any]) -> None:
+    update_fields(recipients, ["status", "status_at", "opened_at", "reason"], model=Recipient)
 
 
 def announce(changes: list[StatusChange]) -> None:
@@ -233,10 +349,11 @@ def announce(changes: list[StatusChange]) -> None:
 
 def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
     """Store a batch of (anymail tracking event, esp_name) pairs, all or nothing."""
-    prepared: dict[str, Event] = {}
+    prepared: dict[str, EventRow] = {}
     duplicates = 0
+    limit = get_setting("MAX_RAW_PAYLOAD")
     for event, esp_name in items:
-        row = event_row(event, esp_name)
+        row = event_row(event, esp_name, limit)
         if row.dedupe_key in prepared:
             duplicates += 1
         else:
@@ -251,11 +368,12 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
         result.duplicates += len(known)
         if not rows:
             return result
+        lock_esp_ids(r.esp_message_id for r in rows)
         recipients = _recipients_for(r.esp_message_id for r in rows if r.esp_message_id)
         changed, result.changes = apply_events(rows, recipients)
         # A concurrent request may have stored the same event meanwhile: the
         # unique key keeps it once, and re-applying a status is harmless.
-        insert_ignoring_conflicts(rows)
+        insert_events(rows)
         _save_recipients(changed)
         result.stored = len(rows)
         result.orphans = sum(1 for r in rows if r.recipient is None)

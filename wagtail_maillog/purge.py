@@ -65,18 +65,20 @@ def purge(
         ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
             break
+        # .only("pk"): deleting goes through Django's collector (cascades, signals),
+        # which otherwise loads every column of every row (bodies, JSON) it deletes.
         with transaction.atomic():
-            deleted, _ = Event.objects.filter(recipient__message_id__in=ids).delete()
+            deleted, _ = Event.objects.filter(recipient__message_id__in=ids).only("pk").delete()
             result.events += deleted
             if mode == "events":
                 Message.objects.filter(pk__in=ids).update(
                     body_text="", body_html="", body_stored=False
                 )
             else:
-                Recipient.objects.filter(message_id__in=ids).delete()
-                SendAttempt.objects.filter(message_id__in=ids).delete()
+                Recipient.objects.filter(message_id__in=ids).only("pk").delete()
+                SendAttempt.objects.filter(message_id__in=ids).only("pk").delete()
                 Message.objects.filter(resent_from_id__in=ids).update(resent_from=None)
-                result.messages += Message.objects.filter(pk__in=ids).delete()[0]
+                result.messages += Message.objects.filter(pk__in=ids).only("pk").delete()[0]
         result.batches += 1
         if mode == "events":
             result.messages += len(ids)
@@ -89,7 +91,7 @@ def purge(
         )
         if not ids:
             break
-        result.events += Event.objects.filter(pk__in=ids).delete()[0]
+        result.events += Event.objects.filter(pk__in=ids).only("pk").delete()[0]
         result.batches += 1
     return result
 

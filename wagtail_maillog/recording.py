@@ -14,7 +14,7 @@ from typing import Any
 from anymail.exceptions import AnymailInvalidAddress
 from anymail.utils import parse_address_list
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -22,7 +22,7 @@ from . import status as rules
 from .bulk import update_fields
 from .conf import get_setting
 from .context import MailLabel, label_for, source_from_stack
-from .events import StatusChange, announce, attach_orphans
+from .events import StatusChange, announce, attach_orphans, lock_esp_ids
 from .models import Message, Recipient, SendAttempt
 from .models.messages import Importance, Role
 
@@ -201,7 +201,14 @@ def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs
     results = {addr.lower(): rs for addr, rs in (status.recipients or {}).items()}
     changes: list[StatusChange] = []
     with transaction.atomic():
-        recipients = list(Recipient.objects.select_for_update().filter(message_id=pk))
+        lock_esp_ids(str(rs.message_id)[:255] for rs in results.values() if rs.message_id)
+        recipients = list(
+            Recipient.objects.select_for_update(
+                no_key=connection.features.has_select_for_no_key_update
+            )
+            .filter(message_id=pk)
+            .order_by("pk")
+        )
         for r in recipients:
             result = results.get(r.address)
             if result is None:

@@ -170,12 +170,27 @@ def wins(current: Current, new_status: str, new_at: datetime | None) -> bool:
     return new_at > current.at
 
 
+#: Ranks that several statuses share: between them the newer event wins.
+SHARED_RANKS = frozenset(rank for rank in RANK.values() if list(RANK.values()).count(rank) > 1)
+
+
 def transition(
     current: Current, new_status: str, new_at: datetime | None, *, force: bool = False
 ) -> Current:
     """The status after an event (or, with ``force``, after an action of ours)."""
     if force or wins(current, new_status, new_at):
         return Current(new_status, new_at)
+    if new_status == current.status and new_at is not None:
+        # The same status again: only its time can move. Where another status of
+        # the same rank can still win by being newer, the time compared with must
+        # be the newest report of this status, or the order of arrival would
+        # decide (bounced 10:00, invalid 10:05, bounced 10:10 is "bounced" in any
+        # order). Elsewhere it stays when the status was first reached.
+        if current.at is None:
+            return Current(new_status, new_at)
+        if RANK[new_status] in SHARED_RANKS:
+            return Current(new_status, max(current.at, new_at))
+        return Current(new_status, min(current.at, new_at))
     return current
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from wagtail.admin.views.bulk_action import BulkAction
 
 from .. import actions
 from ..models import Recipient
-from .access import RESEND, visible_recipients
+from .access import RESEND, can_view_log, visible_recipients
 from .filters import MailLogFilterSet
 
 
@@ -26,6 +28,11 @@ class ResendBulkAction(BulkAction):
     models = [Recipient]
     action_priority = 10
     permission = RESEND  # the footer shows the button only to those who have it
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not can_view_log(request.user):  # as the mail log's own pages
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
 
     def get_actionable_objects(self) -> tuple[list[Recipient], dict[str, Any]]:
         """The chosen rows the user may see; those they may not resend listed apart."""

@@ -7,6 +7,7 @@ from typing import Any
 import django_filters
 from django import forms
 from django.contrib.contenttypes.models import ContentType
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
@@ -18,8 +19,37 @@ from .access import visible_messages
 
 
 def _distinct(messages: QuerySet[Message], field: str, label: Any = str) -> list[tuple[str, str]]:
-    values = messages.exclude(**{field: ""}).order_by(field).values_list(field, flat=True)
-    return [(v, label(v)) for v in values.distinct()]
+    if messages.query.where:  # the mail of one user or team: usually few rows
+        values = messages.exclude(**{field: ""}).order_by(field).values_list(field, flat=True)
+        found = list(values.distinct())
+    else:
+        found = _distinct_by_index(field)
+    return [(v, label(v)) for v in found]
+
+
+def _distinct_by_index(field: str) -> list[Any]:
+    """The distinct non-empty values of an indexed ``Message`` column, one index
+    seek per value (a "loose index scan"), where ``SELECT DISTINCT`` reads every
+    row: milliseconds instead of a tenth of a second at a million messages.
+    ``field`` leads an index (``maillog_msg_source``, ``maillog_msg_esp``,
+    ``maillog_msg_related``)."""
+    connection = connections[router.db_for_read(Message)]
+    column = Message._meta.get_field(field).column
+    quote = connection.ops.quote_name
+    table, col = quote(Message._meta.db_table), quote(column)
+    first = (
+        f"{col} > ''"
+        if Message._meta.get_field(field).get_internal_type() == "CharField"
+        else f"{col} IS NOT NULL"
+    )
+    sql = (
+        f"WITH RECURSIVE v(x) AS (SELECT MIN({col}) FROM {table} WHERE {first} "
+        f"UNION ALL SELECT (SELECT MIN({col}) FROM {table} WHERE {col} > v.x) FROM v "
+        "WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return sorted(x for (x,) in cursor.fetchall())
 
 
 class MailLogFilterSet(WagtailFilterSet):
@@ -27,6 +57,7 @@ class MailLogFilterSet(WagtailFilterSet):
         label=_("Status"),
         choices=[(v, label) for v, label in Status.choices if v != Status.NONE],
         widget=forms.CheckboxSelectMultiple,
+        distinct=False,  # a column of the row itself: no join, no duplicates to remove
     )
     created_at = django_filters.DateFromToRangeFilter(label=_("Date"), widget=DateRangePickerWidget)
     source = django_filters.ChoiceFilter(
@@ -58,9 +89,13 @@ class MailLogFilterSet(WagtailFilterSet):
         messages = visible_messages(user) if user is not None else Message.objects.none()
         self.filters["source"].extra["choices"] = _distinct(messages, "source", source_label)
         self.filters["esp"].extra["choices"] = _distinct(messages, "esp_name")
-        self.filters["related_type"].queryset = ContentType.objects.filter(
-            pk__in=messages.exclude(content_type=None).values("content_type")
-        ).order_by("app_label", "model")
+        if messages.query.where:
+            used = messages.exclude(content_type=None).values("content_type")
+        else:
+            used = _distinct_by_index("content_type")
+        self.filters["related_type"].queryset = ContentType.objects.filter(pk__in=used).order_by(
+            "app_label", "model"
+        )
 
     class Meta:
         model = Recipient

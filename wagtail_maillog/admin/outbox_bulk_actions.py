@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..models import OutboxItem
 from ..outbox import worker
 from .confirming_bulk_action import ConfirmingBulkAction
-from .outbox_access import CANCEL, RETRY, visible_outbox
+from .outbox_access import CANCEL, RETRY, can_view_outbox, visible_outbox
 from .outbox_tables import cancel_refusal, retry_refusal
 from .outbox_views import listing_queryset
 
@@ -25,6 +27,11 @@ class OutboxBulkAction(ConfirmingBulkAction):
     template_name = "wagtail_maillog/outbox/bulk_confirm.html"
     models = [OutboxItem]
     permission = ""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not can_view_outbox(request.user):  # as the outbox's own pages
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
 
     @staticmethod
     def refusal(item: OutboxItem) -> str:

@@ -11,12 +11,14 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.admin_url_finder import AdminURLFinder
+from wagtail.admin.paginator import WagtailPaginator
 from wagtail.admin.views.generic.base import BaseListingView, WagtailAdminTemplateMixin
 
 from .. import actions
@@ -38,6 +40,52 @@ ORDERINGS = {
     "status": ("status", "-created_at", "-pk"),
     "-status": ("-status", "-created_at", "-pk"),
 }
+
+
+#: The mail log counts matching rows up to this many; beyond it says "10,000+".
+COUNT_CAP = 10_000
+
+
+class CappedPaginator(WagtailPaginator):
+    """Counts at most ``COUNT_CAP`` rows (further when a later page is asked for).
+
+    ``COUNT(*)`` of a million-row log reads every row (every index entry) on
+    each page view; counting through ``LIMIT`` stops once the cap is passed.
+    Past the cap the pages run on: each later page counts a little further.
+    """
+
+    cap = COUNT_CAP
+    wanted_page = 1
+
+    def get_page(self, number: Any) -> Any:
+        try:
+            self.wanted_page = max(1, int(number))
+        except (TypeError, ValueError):
+            self.wanted_page = 1
+        return super().get_page(number)
+
+    @cached_property
+    def limit(self) -> int:
+        """Count up to here: the cap, or a few pages past the page asked for."""
+        return max(self.cap, (self.wanted_page + 5) * self.per_page)
+
+    @cached_property
+    def count(self) -> int:
+        # One more than the limit: "is there more?" (and a next page to go to).
+        return self.object_list[: self.limit + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.limit
+
+    @cached_property
+    def items_count_label(self) -> str:
+        if self.capped:
+            return _("More than %(count)s %(items)s") % {
+                "count": number_format(self.limit, force_grouping=True),
+                "items": self.verbose_name_plural,
+            }
+        return super().items_count_label
 
 
 class LogAccessMixin:
@@ -68,6 +116,7 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
     search_backend_name = None
     default_ordering = "-created_at"
     paginate_by = 50
+    paginator_class = CappedPaginator
     verbose_name = gettext_lazy("mail")
     verbose_name_plural = gettext_lazy("mails")
     model = Recipient
@@ -106,6 +155,9 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["opened_caveat"] = OPENED_CAVEAT
+        paginator = context.get("paginator")
+        context["count_capped"] = bool(paginator and paginator.capped)
+        context["count_limit"] = paginator.limit if paginator else None
         return context
 
 
@@ -155,7 +207,9 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
             recipients=recipients,
             events=events,
             attempts=list(message.attempts.all()),
-            resends=list(message.resends.order_by("created_at")),
+            # Sorted here: ORDER BY created_at makes SQLite walk the created_at index
+            # of every message instead of looking up the (few) resends.
+            resends=sorted(message.resends.order_by("pk"), key=lambda m: (m.created_at, m.pk)),
             show_body=bool(get_setting("STORE_BODY") and message.body_stored),
             can_resend=user.has_perm(RESEND) and not actions.resend_refusal(message),
             resend_refusal=actions.resend_refusal(message),

@@ -109,20 +109,22 @@ class QuerySetAudience(Audience):
         )
 
     def entries(self, chunk: int) -> Iterator[list[Entry]]:
+        # Keyset pages, one short query each, not one cursor held open across the
+        # chunks: the sender writes between chunks, and on SQLite an open cursor
+        # pins a read snapshot, so the chunk's write transaction fails ("database
+        # is locked", at once, whatever the timeout) as soon as another
+        # connection wrote meanwhile, e.g. a webhook.
         rows = (
-            self._annotated()
-            .order_by("pk")
-            .values_list("_maillog_address", "_maillog_name")
-            .iterator(chunk_size=chunk)
+            self._annotated().order_by("pk").values_list("pk", "_maillog_address", "_maillog_name")
         )
-        batch: list[Entry] = []
-        for address, name in rows:
-            batch.append(Entry(address or "", str(name or "")))
-            if len(batch) >= chunk:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        last: Any = None
+        while True:
+            page = list((rows if last is None else rows.filter(pk__gt=last))[:chunk])
+            if page:
+                last = page[-1][0]
+                yield [Entry(address or "", str(name or "")) for _pk, address, name in page]
+            if len(page) < chunk:
+                return
 
     def _with_status(self) -> QuerySet[Any]:
         status = Address.objects.filter(address=OuterRef("_maillog_address")).values("status")[:1]

@@ -34,7 +34,7 @@ from ..addresses.suppression import apply as suppress
 from ..conf import get_setting
 from ..models import OutboxItem, Recipient, SendAttempt, SendState
 from ..models.outbox import CANCELLABLE_STATES, WAITING
-from ..recording import ATTEMPT_ATTRIBUTE, PK_ATTRIBUTE
+from ..recording import ATTEMPT_ATTRIBUTE, PK_ATTRIBUTE, on_post_send
 from . import connectors, retry
 from .payload import load
 
@@ -198,10 +198,64 @@ def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
         _still_mine(item, owner).delete()
         result.failed += 1
         return
-    except Exception as exc:  # the ESP or the network said no
-        _fail(item, owner, attempt, exc, result)
+    except Exception as exc:
+        if _esp_answered(message):  # a post_send receiver failed, not the ESP
+            _store_late_answer(item, owner, attempt, message, exc, result)
+        else:  # the ESP or the network said no
+            _fail(item, owner, attempt, exc, result)
         return
     _succeed(item, owner, attempt, bool(sent), result)
+
+
+#: Pauses before storing the ESP's answer again, when storing it failed (tests shorten them).
+STORE_AGAIN_PAUSES: tuple[float, ...] = (0.0, 1.0, 3.0)
+
+
+def _esp_answered(message: Any) -> bool:
+    """anymail parsed the ESP's answer (it does so before its post_send signal)."""
+    status = getattr(message, "anymail_status", None)
+    return bool(status is not None and status.recipients)
+
+
+def _store_late_answer(
+    item: OutboxItem,
+    owner: str,
+    attempt: SendAttempt,
+    message: Any,
+    error: BaseException,
+    result: RunResult,
+) -> None:
+    """The ESP took the message, but storing its answer failed (the database went away).
+
+    Trying again would send it twice. Store the answer again instead, after a
+    pause or two. If the database stays away, leave the claim to its lease: the
+    next worker marks the attempt "interrupted", so the double send is on record.
+    """
+    text = describe(error)
+    logger.warning(
+        "Message %s was handed over, but storing the ESP's answer failed: %s",
+        item.message_id,
+        text,
+    )
+    for pause in STORE_AGAIN_PAUSES:
+        time.sleep(pause)
+        try:
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()  # reconnects after a lost connection
+            attempt.refresh_from_db(fields=["outcome"])
+            if attempt.outcome == SendAttempt.Outcome.STARTED:  # our receiver did not get through
+                on_post_send(None, message=message, status=message.anymail_status, esp_name="")
+            note = _("The ESP took the message, but storing its answer failed at first: %s")
+            SendAttempt.objects.filter(pk=attempt.pk).update(error=note % text)
+            _succeed(item, owner, attempt, True, result)
+            return
+        except Exception:
+            logger.warning("Storing the ESP's answer for message %s failed again", item.message_id)
+    logger.error(
+        "Message %s was handed over, but the ESP's answer could not be stored; after the "
+        "lease it is sent again, and its attempt marked interrupted",
+        item.message_id,
+    )
 
 
 def describe(error: BaseException) -> str:
