@@ -1,8 +1,16 @@
-"""Benchmark settings: the test settings, on SQLite files or PostgreSQL."""
+"""Benchmark settings: the test settings, on the benchmarks' own databases.
 
+SQLite: the file ``MAILLOG_BENCH_SQLITE`` (default /tmp/maillog-bench.sqlite3).
+PostgreSQL (``MAILLOG_TEST_DB=postgres``): the database ``MAILLOG_BENCH_PG_NAME``
+(default ``maillog_bench``), never the tests' ``test`` database. Both are
+recreated by :mod:`benchmarks.harness` for each benchmark.
+"""
+
+import importlib.util
 import os
 
 from tests.settings import *  # noqa: F403
+from tests.settings import DATABASES, INSTALLED_APPS
 
 if os.environ.get("MAILLOG_TEST_DB", "sqlite") == "sqlite":
     DATABASES = {
@@ -12,4 +20,36 @@ if os.environ.get("MAILLOG_TEST_DB", "sqlite") == "sqlite":
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
         }
     }
+else:
+    _name = os.environ.get("MAILLOG_BENCH_PG_NAME", "maillog_bench")
+    if not _name.startswith("maillog_bench"):
+        raise RuntimeError(f"benchmarks only use maillog_bench* databases, not {_name!r}")
+    DATABASES["default"]["NAME"] = _name
+
+# django-post_office, for the side-by-side mailing queue (the benchmark extra).
+if importlib.util.find_spec("post_office") is not None:
+    INSTALLED_APPS = [*INSTALLED_APPS, "post_office"]
+
 DEBUG = False
+
+# The send-throughput benchmark's cluster: 2 workers, ORM broker on SQLite,
+# Redis with PostgreSQL (MAILLOG_Q_BROKER=redis), tasks that may run long.
+if os.environ.get("MAILLOG_BENCH_OUTBOX"):
+    EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+    WAGTAIL_MAILLOG = {
+        "CONNECTORS": {"default": {"BACKEND": "wagtail_maillog.sandbox.SandboxBackend"}},
+        "SANDBOX_EVENT_DELAY": None,
+    }
+    Q_CLUSTER = {
+        "name": os.environ.get("MAILLOG_Q_NAME", "maillog-bench"),
+        "workers": 2,
+        "timeout": 900,
+        "retry": 1000,
+        "max_attempts": 1,
+        "catch_up": False,
+        "log_level": "WARNING",
+    }
+    if os.environ.get("MAILLOG_Q_BROKER") == "redis":
+        Q_CLUSTER["redis"] = os.environ.get("MAILLOG_REDIS_URL", "redis://127.0.0.1:6379/0")
+    else:
+        Q_CLUSTER["orm"] = "default"

@@ -38,7 +38,7 @@ def cutoff(days: int | None = None) -> datetime | None:
 
 def purge(
     before: datetime | None = None,
-    batch_size: int = 2000,
+    batch_size: int = 1000,
     mode: str | None = None,
     dry_run: bool = False,
 ) -> PurgeResult:

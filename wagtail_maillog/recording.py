@@ -8,6 +8,7 @@ the ESP is called, and marks the ``EmailMessage`` with the id of its row so
 from __future__ import annotations
 
 import logging
+import re
 from email.mime.base import MIMEBase
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import status as rules
-from .bulk import update_fields
+from .bulk import insert_rows, update_fields
 from .conf import get_setting
 from .context import MailLabel, label_for, source_from_stack
 from .events import StatusChange, announce, attach_orphans, lock_esp_ids
@@ -34,10 +35,17 @@ PK_ATTRIBUTE = "_maillog_pk"
 ATTEMPT_ATTRIBUTE = "_maillog_attempt_pk"
 
 
+#: A bare address ("a@b.example"): no display name, nothing for the full parser to do.
+_BARE = re.compile(r"[^\s<>\",;:()\[\]\\@]+@[^\s<>\",;:()\[\]\\@]+")
+
+
 def _addresses(values: Any) -> list[tuple[str, str]]:
     """(address, display name) pairs; addresses lower-cased as ESPs report them."""
     if not values:
         return []
+    if all(isinstance(v, str) and _BARE.fullmatch(v) for v in values):
+        # A mailing's 500 bare addresses: the email header parser costs ~0.1 ms each.
+        return [(v.lower()[:254], "") for v in values]
     try:
         parsed = parse_address_list(values)
     except AnymailInvalidAddress:
@@ -140,20 +148,20 @@ def record_message(message: Any, esp_name: str = "", connector: str = "") -> Mes
         body_html=html,
         **_related(label.related),
     )
-    recipients = [
-        Recipient(
-            message=row,
-            created_at=now,
-            address=address,
-            name=name,
-            role=role,
-            status=rules.Status.SENDING,
-            status_at=now,
-        )
-        for role, values in ((Role.TO, message.to), (Role.CC, message.cc), (Role.BCC, message.bcc))
-        for address, name in _addresses(values)
-    ]
-    Recipient.objects.bulk_create(recipients)
+    # Plain value rows, not model instances: a mailing's chunk has hundreds.
+    insert_rows(
+        Recipient,
+        ["message", "created_at", "address", "name", "role", "status", "status_at"],
+        (
+            (row.pk, now, address, name, role, rules.Status.SENDING, now)
+            for role, values in (
+                (Role.TO, message.to),
+                (Role.CC, message.cc),
+                (Role.BCC, message.bcc),
+            )
+            for address, name in _addresses(values)
+        ),
+    )
     setattr(message, PK_ATTRIBUTE, row.pk)
     return row
 

@@ -71,8 +71,10 @@ class CappedPaginator(WagtailPaginator):
 
     @cached_property
     def count(self) -> int:
-        # One more than the limit: "is there more?" (and a next page to go to).
-        return self.object_list[: self.limit + 1].count()
+        # One more than the limit: "is there more?" (and a next page to go to). Without
+        # ORDER BY: which rows are counted does not matter, and the database may then
+        # read them in any order (not, say, along an index in the listing's order).
+        return self.object_list.order_by()[: self.limit + 1].count()
 
     @property
     def capped(self) -> bool:

@@ -212,9 +212,16 @@ def _queue_chunk(mailing: Mailing, chunk: list[audiences.Entry], plan: Plan, bod
     return True
 
 
-def _values(mailing: Mailing, entry: audiences.Entry, address_pk: int) -> dict[str, str]:
-    token = make_token(address_pk, mailing.pk)
-    return {"name": entry.name, "email": entry.address, "unsubscribe_url": unsubscribe_url(token)}
+_TOKEN = "0TOKEN0"
+
+
+def _values(
+    mailing: Mailing, entry: audiences.Entry, address_pk: int, pattern: str
+) -> dict[str, str]:
+    """One member's merge values; ``pattern`` is the unsubscribe URL with ``_TOKEN`` in it
+    (one ``reverse()`` per chunk, not per member)."""
+    url = pattern.replace(_TOKEN, make_token(address_pk, mailing.pk))
+    return {"name": entry.name, "email": entry.address, "unsubscribe_url": url}
 
 
 def _base_message(
@@ -246,6 +253,7 @@ def _messages(
 ) -> Iterable[Any]:
     if not send_to:
         return
+    pattern = unsubscribe_url(_TOKEN)
     if plan.batched:
         spelling = plan.merge_field or ""
         message = _base_message(
@@ -256,12 +264,12 @@ def _messages(
             [e.address for e, _pk in send_to],
         )
         message.merge_data = {
-            e.address: content.merge_values(_values(mailing, e, pk)) for e, pk in send_to
+            e.address: content.merge_values(_values(mailing, e, pk, pattern)) for e, pk in send_to
         }
         yield message
         return
     for entry, pk in send_to:
-        values = _values(mailing, entry, pk)
+        values = _values(mailing, entry, pk, pattern)
         message = _base_message(
             mailing,
             content.fill(body.subject, values),

@@ -1,0 +1,315 @@
+"""What every benchmark shares: its own database, figures with targets, a CLI.
+
+Each benchmark module runs in a process of its own (``python -m benchmarks.NAME``,
+or through ``benchmarks.run``), on a fresh database cloned from a migrated
+template, so no benchmark sees another's rows and migrating happens once:
+
+* SQLite: the template is a file, copied to ``MAILLOG_BENCH_SQLITE``;
+* PostgreSQL: the template is a database, ``maillog_bench`` is recreated from
+  it (``CREATE DATABASE ... TEMPLATE``). Only databases whose name starts with
+  ``maillog_bench`` are ever dropped.
+
+The database is chosen by ``MAILLOG_TEST_DB`` (``sqlite`` or ``postgres``), as
+for the tests; the connection settings are those of tests/settings.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = "benchmarks.settings"
+PG_PREFIX = "maillog_bench"
+
+
+@dataclass
+class Figure:
+    """One measured number, with the target it is judged by (if any)."""
+
+    measure: str
+    name: str
+    value: float | None
+    unit: str = ""
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    database: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def figure(
+    measure: str,
+    name: str,
+    value: float | None,
+    unit: str = "",
+    *,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+    note: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Figure:
+    """A figure; with a bound, ``met`` says whether the value keeps it."""
+    target, met = "", None
+    if value is not None and at_least is not None:
+        target, met = f">= {_num(at_least)}", value >= at_least
+    elif value is not None and at_most is not None:
+        target, met = f"<= {_num(at_most)}", value <= at_most
+    elif value is not None and below is not None:
+        target, met = f"< {_num(below)}", value < below
+    return Figure(measure, name, value, unit, target, met, note, extra=extra or {})
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+
+
+def database() -> str:
+    return os.environ.get("MAILLOG_TEST_DB", "sqlite")
+
+
+# --------------------------------------------------------------------------
+# The benchmark's own database
+# --------------------------------------------------------------------------
+
+
+def sqlite_path() -> Path:
+    return Path(os.environ.get("MAILLOG_BENCH_SQLITE", "/tmp/maillog-bench.sqlite3"))
+
+
+def pg_name() -> str:
+    name = os.environ.get("MAILLOG_BENCH_PG_NAME", PG_PREFIX)
+    if not name.startswith(PG_PREFIX):
+        raise SystemExit(f"refusing to use PostgreSQL database {name!r}: not {PG_PREFIX}*")
+    return name
+
+
+def _schema_key() -> str:
+    """Changes whenever a migration or an installed package changes."""
+    digest = hashlib.sha256()
+    for folder in sorted((ROOT / "wagtail_maillog").glob("**/migrations")):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    from importlib.metadata import version
+
+    for package in ("django", "wagtail", "django-q2", "django-post_office"):
+        try:
+            digest.update(f"{package}={version(package)}".encode())
+        except Exception:
+            digest.update(package.encode())
+    return digest.hexdigest()[:10]
+
+
+def _template_name() -> str:
+    if database() == "postgres":
+        return f"{PG_PREFIX}_tpl_{_schema_key()}"
+    return f"/tmp/maillog-bench-template-{_schema_key()}.sqlite3"
+
+
+def _pg_admin(sql: str) -> None:
+    """Run a statement on the server's maintenance database (outside any transaction)."""
+    import psycopg
+
+    with psycopg.connect(
+        host=os.environ.get("MAILLOG_PG_HOST", "127.0.0.1"),
+        port=os.environ.get("MAILLOG_PG_PORT", "5432"),
+        user=os.environ.get("MAILLOG_PG_USER", "postgres"),
+        password=os.environ.get("MAILLOG_PG_PASSWORD", "postgres"),
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(sql)
+
+
+def _pg_databases() -> list[str]:
+    import psycopg
+
+    with psycopg.connect(
+        host=os.environ.get("MAILLOG_PG_HOST", "127.0.0.1"),
+        port=os.environ.get("MAILLOG_PG_PORT", "5432"),
+        user=os.environ.get("MAILLOG_PG_USER", "postgres"),
+        password=os.environ.get("MAILLOG_PG_PASSWORD", "postgres"),
+        dbname="postgres",
+    ) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database").fetchall()
+    return [name for (name,) in rows]
+
+
+def _migrate_template(template: str) -> None:
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, PYTHONPATH=str(ROOT))
+    if database() == "postgres":
+        env["MAILLOG_BENCH_PG_NAME"] = template
+    else:
+        env["MAILLOG_BENCH_SQLITE"] = template
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--verbosity", "0"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def prepare_template() -> str:
+    """Create and migrate the template database once per schema; return its name."""
+    template = _template_name()
+    if database() == "postgres":
+        if template not in _pg_databases():
+            _pg_admin(f'CREATE DATABASE "{template}"')
+            try:
+                _migrate_template(template)
+            except BaseException:
+                _pg_admin(f'DROP DATABASE "{template}"')
+                raise
+    elif not Path(template).exists():
+        partial = template + ".partial"
+        Path(partial).unlink(missing_ok=True)
+        _migrate_template(partial)
+        os.replace(partial, template)
+    return template
+
+
+def fresh_database() -> None:
+    """Point this process at a fresh copy of the migrated template (before django.setup)."""
+    template = prepare_template()
+    if database() == "postgres":
+        name = pg_name()
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}"')
+        _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    else:
+        path = sqlite_path()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(template, path)
+
+
+def use_own_databases() -> None:
+    """Give this run (and its child processes) databases no other run uses, unless
+    named in the environment: two runs at once (CI and a developer) would otherwise
+    recreate each other's database mid-benchmark."""
+    tag = f"{os.getpid()}"
+    os.environ.setdefault("MAILLOG_BENCH_SQLITE", f"/tmp/maillog-bench-{tag}.sqlite3")
+    os.environ.setdefault("MAILLOG_BENCH_PG_NAME", f"{PG_PREFIX}_{tag}")
+
+
+def drop_own_databases() -> None:
+    """Remove what :func:`use_own_databases` named (the templates stay)."""
+    path = sqlite_path()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    name = pg_name()
+    if name in _pg_databases_or_none():
+        _pg_admin(f'DROP DATABASE "{name}"')
+
+
+def _pg_databases_or_none() -> list[str]:
+    try:
+        return _pg_databases()
+    except Exception:  # no PostgreSQL here (a SQLite-only run)
+        return []
+
+
+def setup_django(fresh: bool = True) -> None:
+    """Settings, a fresh database (unless told otherwise), ``django.setup()``."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS)
+    if fresh:
+        fresh_database()
+    import django
+
+    django.setup()
+
+
+def analyze() -> None:
+    """Give the planner statistics, as autovacuum (PostgreSQL) or a routine ANALYZE would."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def describe_database() -> str:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        major, minor = divmod(connection.pg_version, 10000)
+        return f"PostgreSQL {major}.{minor}"
+    import sqlite3
+
+    return f"SQLite {sqlite3.sqlite_version}"
+
+
+# --------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """``with stopwatch() as t: ...`` then ``t[0]`` is the elapsed seconds."""
+    box = [0.0]
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box[0] = time.perf_counter() - start
+
+
+def rss_bytes() -> int:
+    """The process's current resident set size."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def log(text: str) -> None:
+    """Progress on stderr (stdout of a benchmark process is its result)."""
+    print(f"  [{database()}] {text}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# The command line of one benchmark module
+# --------------------------------------------------------------------------
+
+
+def main(run: Callable[[bool], list[Figure]], doc: str | None) -> None:
+    """``python -m benchmarks.NAME [--quick] [--json-out FILE]``: print (and save) figures."""
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--json-out", help="write the figures to this file as JSON")
+    args = parser.parse_args()
+    setup_django()
+    figures = run(args.quick)
+    described = describe_database()
+    for f in figures:
+        f.database = described
+        print(f"{f.measure:>20} | {f.name:<36} {_show(f.value):>12} {f.unit:<10} {f.target}")
+    if args.json_out:
+        payload = {"database": described, "figures": [f.as_dict() for f in figures]}
+        Path(args.json_out).write_text(json.dumps(payload))
+
+
+def _show(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
