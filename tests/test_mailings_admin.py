@@ -189,3 +189,17 @@ def test_menu_shows_mailings_to_those_allowed():
     assert "Mailings" in editor.get(reverse("wagtailadmin_home")).content.decode()
     nobody = client_for(make_user("nobody"))
     assert "Mailings" not in nobody.get(reverse("wagtailadmin_home")).content.decode()
+
+
+def test_cancel_is_offered_only_while_something_can_be_cancelled(
+    django_capture_on_commit_callbacks,
+):
+    draft = mailing()
+    client = client_for(make_user("pub", "send_mailing"))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url("send", draft), {"when": "now"})
+    worker.process_outbox(time_budget=5)  # everything handed over
+    assert url("cancel", draft) not in client.get(url("overview", draft)).content.decode()
+    scheduled = mailing(subject="Later")
+    client.post(url("send", scheduled), {"when": "later", "send_at": "2099-01-01 10:00"})
+    assert url("cancel", scheduled) in client.get(url("overview", scheduled)).content.decode()

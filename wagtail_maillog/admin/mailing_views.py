@@ -31,6 +31,7 @@ from wagtail.admin.viewsets.model import ModelViewSet
 
 from ..mailings import audiences, content, results, sending
 from ..models import Mailing, MailingState
+from ..models.outbox import CANCELLABLE_STATES
 from ..outbox import connectors
 from ..templatetags.maillog_tags import badge
 from . import mailing_access as access
@@ -60,6 +61,16 @@ def state_badge(mailing: Mailing) -> str:
         STATE_LOOK.get(mailing.state, ("help", "neutral")),
         title=mailing.error,
         kind="mailing-state",
+    )
+
+
+def _cancellable(mailing: Mailing) -> bool:
+    """Not started yet, still queuing, or with mail still waiting in the outbox."""
+    if mailing.state in (MailingState.SCHEDULED, MailingState.STARTING, MailingState.QUEUING):
+        return True
+    return (
+        mailing.state == MailingState.QUEUED
+        and sending.outbox_items_of(mailing).filter(state__in=CANCELLABLE_STATES).exists()
     )
 
 
@@ -172,14 +183,7 @@ class OverviewView(MailingMixin, TemplateView):
             can_edit=mailing.is_draft and user.has_perm("wagtail_maillog.change_mailing"),
             can_preview=access.can_preview(user),
             can_send=mailing.is_draft and access.can_send(user),
-            can_cancel=access.can_send(user)
-            and mailing.state
-            in (
-                MailingState.SCHEDULED,
-                MailingState.STARTING,
-                MailingState.QUEUING,
-                MailingState.QUEUED,
-            ),
+            can_cancel=access.can_send(user) and _cancellable(mailing),
             can_view_results=access.can_view_results(user),
             edit_url=reverse("wagtail_maillog_mailings:edit", args=[mailing.pk]),
             preview_url=_url("preview", mailing),
