@@ -5,7 +5,9 @@
 Fills 1,000,000 messages (5,000 with --quick) with :mod:`benchmarks.generate`,
 then, as a logged-in superuser through Django's test client (the whole
 request: middleware, view, queries, template), times the list's first page, a
-status filter, a recipient search, a date range and one message's page. Each
+status filter, a recipient search (a whole address), a date range and one
+message's page, and, without a target, searches for part of an address and
+for a subject (substring searches). Each
 figure is the median of three requests after one unmeasured warm-up request,
 with its number of SQL queries and the time spent in them. Target: each page
 at most 200 ms.
@@ -17,12 +19,20 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from .harness import Figure, figure, log, main
 
 MEASURE = "mail log at scale"
 TARGET_MS = 200
 REPEAT = 3
+#: Substring searches, beyond the issue's "recipient search" (a whole address, an
+#: index lookup): shown without a target. PostgreSQL answers them from trigram
+#: indexes; SQLite reads the log (docs/performance.md).
+UNTARGETED = {
+    "search, part of an address": "no target: substring search",
+    "search, words of a subject": "no target: substring search",
+}
 
 
 @dataclass
@@ -64,7 +74,9 @@ def pages() -> dict[str, str]:
     return {
         "list, first page": index,
         "status filter (bounced)": f"{index}?status=bounced",
-        "recipient search": f"{index}?q={some.address}",
+        "recipient search": f"{index}?q={quote(some.address)}",
+        "search, part of an address": f"{index}?q={quote(some.address.split('@')[0])}",
+        "search, words of a subject": f"{index}?q={quote(some.message.subject)}",
         "date range (one week)": (
             f"{index}?created_at_from={today - timedelta(days=21)}"
             f"&created_at_to={today - timedelta(days=14)}"
@@ -95,14 +107,16 @@ def measure(messages: int) -> list[Figure]:
     for name, url in urls.items():
         timing = time_page(client, url)
         log(f"{name}: {timing.ms:.0f} ms, {timing.queries} queries, SQL {timing.sql_ms:.0f} ms")
+        untargeted = name in UNTARGETED
         figures.append(
             figure(
                 MEASURE,
                 name,
                 timing.ms,
                 "ms",
-                at_most=TARGET_MS,
-                note=f"{timing.queries} queries, {timing.sql_ms:.0f} ms in SQL",
+                at_most=None if untargeted else TARGET_MS,
+                note=f"{timing.queries} queries, {timing.sql_ms:.0f} ms in SQL"
+                + (f"; {UNTARGETED[name]}" if untargeted else ""),
                 extra={"queries": timing.queries, "sql_ms": round(timing.sql_ms, 1)},
             )
         )

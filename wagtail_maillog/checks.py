@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.module_loading import import_string
 
@@ -134,4 +134,56 @@ def check_confirmation_links(app_configs: Any = None, **kwargs: Any) -> list[Any
                 id="wagtail_maillog.W005",
             )
         )
+    return messages
+
+
+#: The migration that adds the PostgreSQL trigram indexes of the search.
+SEARCH_INDEXES_MIGRATION = "0005_search_trigram_indexes"
+
+
+def missing_search_indexes(connection: Any) -> list[str]:
+    """The search's trigram indexes that do not exist (or failed to build) on ``connection``."""
+    from importlib import import_module
+
+    migration = import_module(f"wagtail_maillog.migrations.{SEARCH_INDEXES_MIGRATION}")
+    wanted = [name for name, _table, _expression in migration.INDEXES]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+            "WHERE c.relname = ANY(%s) AND i.indisvalid",
+            [wanted],
+        )
+        present = {row[0] for row in cursor.fetchall()}
+    return [name for name in wanted if name not in present]
+
+
+@register(Tags.database)
+def check_search_indexes(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[Any]:
+    """On PostgreSQL, the trigram indexes of migration 0005 exist (the search's speed)."""
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    messages: list[Any] = []
+    for alias in databases or []:
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        applied = MigrationRecorder(connection).applied_migrations()
+        if ("wagtail_maillog", SEARCH_INDEXES_MIGRATION) not in applied:
+            continue  # not migrated yet: the migration will create them
+        missing = missing_search_indexes(connection)
+        if missing:
+            messages.append(
+                Warning(
+                    f"Database {alias!r}: the mail log's trigram search indexes are missing "
+                    f"({', '.join(missing)}): searching for part of an address or subject "
+                    "reads the whole log.",
+                    hint="As a PostgreSQL superuser, run CREATE EXTENSION pg_trgm; in the "
+                    "database, then: manage.py migrate wagtail_maillog 0004 && manage.py "
+                    "migrate wagtail_maillog.",
+                    id="wagtail_maillog.W006",
+                )
+            )
     return messages

@@ -6,7 +6,6 @@ from collections import defaultdict
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -16,6 +15,7 @@ from .. import actions
 from ..models import Recipient
 from .access import RESEND, can_view_log, visible_recipients
 from .filters import MailLogFilterSet
+from .search import search_recipients
 
 
 class ResendBulkAction(BulkAction):
@@ -44,10 +44,7 @@ class ResendBulkAction(BulkAction):
                 data=self.request.GET, request=self.request, queryset=queryset
             )
             queryset = filters.qs if filters.is_valid() else queryset.none()
-            if query := self.request.GET.get("q", "").strip():  # the listing's search
-                queryset = queryset.filter(
-                    Q(address__icontains=query) | Q(message__subject__icontains=query)
-                )
+            queryset = search_recipients(queryset, self.request.GET.get("q", ""))
         else:
             queryset = queryset.filter(pk__in=[i for i in ids if i.isdigit()])
         allowed, refused = [], []

@@ -30,6 +30,7 @@ from ..sources import source_label
 from ..status import CANCELLABLE, OPENED_CAVEAT
 from .access import CANCEL, RESEND, can_view_log, visible_messages, visible_recipients
 from .filters import MailLogFilterSet
+from .search import search_recipients
 from .tables import MailLogTable
 
 ORDERINGS = {
@@ -114,8 +115,6 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
     results_template_name = "wagtail_maillog/index_results.html"
     filterset_class = MailLogFilterSet
     is_searchable = True
-    search_fields = ["address", "message__subject"]
-    search_backend_name = None
     default_ordering = "-created_at"
     paginate_by = 50
     paginator_class = CappedPaginator
@@ -133,6 +132,9 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
         return visible_recipients(self.request.user).select_related(
             "message", "message__content_type"
         )
+
+    def search_queryset(self, queryset: QuerySet[Recipient]) -> QuerySet[Recipient]:
+        return search_recipients(queryset, self.search_query)
 
     def get_table(self, object_list: Any) -> MailLogTable:
         return MailLogTable(list(object_list), orderable=True)
