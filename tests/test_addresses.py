@@ -353,6 +353,24 @@ def test_sync_members_made_before_installation():
     assert status_of("old@example.com") == AddressStatus.UNCONFIRMED
 
 
+def test_sync_members_reads_page_by_page():
+    """Pages by primary key (a write between pages must not meet an open cursor)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from wagtail_maillog.addresses import members
+
+    emails = [f"page{i}@example.com" for i in range(5)]
+    Member.objects.bulk_create([Member(name=e, email=e) for e in emails])  # no signals
+    with CaptureQueriesContext(connection) as queries:
+        assert members.sync(chunk=2) >= 5
+    member_table = Member._meta.db_table
+    assert sum(member_table in q["sql"] for q in queries) == 3  # pages of 2, 2 and 1
+    assert set(Address.objects.filter(address__in=emails).values_list("address", flat=True)) == set(
+        emails
+    )
+
+
 def test_the_outbox_suppresses_for_non_anymail_connectors_too(settings):
     """An SMTP connector has no anymail pre_send: the worker holds problem addresses back."""
     from wagtail_maillog.models import OutboxItem

@@ -99,6 +99,39 @@ def test_breakdown_counts_members_per_address_status(members):
     assert audience.distinct_confirmed() == 7
 
 
+class ListedAudience(audiences.Audience):
+    """A non-ORM audience (a subclass gives only entries()): the fallback counting."""
+
+    key, label = "listed", "Listed"
+
+    def __init__(self, entries: list[audiences.Entry]) -> None:
+        self._entries = entries
+
+    def entries(self, chunk: int):
+        for start in range(0, len(self._entries), chunk):
+            yield self._entries[start : start + chunk]
+
+
+def test_a_non_orm_audience_counts_as_the_set_based_one(members, monkeypatch):
+    """Same breakdown as QuerySetAudience, looking statuses up one chunk at a time."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    members_audience = audiences.get("members")
+    listed = ListedAudience(
+        [e for chunk in members_audience.entries(100) for e in chunk]
+        + [audiences.Entry("m0@example.com", "Partner")]  # a shared address
+    )
+    monkeypatch.setattr(audiences, "CHUNK", 3)
+    with CaptureQueriesContext(connection) as queries:
+        counts = listed.breakdown()
+    expected = members_audience.breakdown()
+    expected[AddressStatus.CONFIRMED] += 1
+    assert counts == expected
+    assert len(queries) == 4  # 12 members in chunks of 3: one status query per chunk
+    assert listed.distinct_confirmed() == 7
+
+
 def test_members_sharing_an_address_are_mailed_once(
     settings, members, django_capture_on_commit_callbacks
 ):

@@ -20,6 +20,7 @@ from django.db.models.functions import Lower, Trim
 from django.db.models.signals import post_save, pre_save
 from django.utils.translation import gettext as _
 
+from .. import keyset
 from . import normalize
 
 
@@ -76,14 +77,9 @@ def sync(chunk: int = 2000) -> int:
 
     made = 0
     for spec in _registry.values():
-        values = spec.model._default_manager.values_list(spec.email_field, flat=True)
-        batch: list[str] = []
-        for address in values.iterator(chunk_size=chunk):  # streamed, no OFFSET scans
-            batch.append(address)
-            if len(batch) == chunk:
-                made += len(ensure(batch))
-                batch = []
-        made += len(ensure(batch)) if batch else 0
+        # Keyset pages, not one open cursor: ensure() writes between the pages.
+        for page in keyset.pages(spec.model._default_manager.all(), chunk, spec.email_field):
+            made += len(ensure([address for _pk, address in page]))
     return made
 
 

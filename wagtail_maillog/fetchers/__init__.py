@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from .. import keyset
 from ..conf import get_setting
 from .base import FetchError, StatusFetcher
 
@@ -205,24 +206,11 @@ def catch_up(
     queryset = recipients.exclude(esp_message_id="")
     total = queryset.count()
     run = _Run()
-    done, last_pk = 0, 0
+    done = 0
+    columns = ("esp_message_id", "address", "message__connector", "message__esp_name",
+               "message__from_email")  # fmt: skip
     try:
-        while True:
-            rows: list[Row] = list(
-                queryset.filter(pk__gt=last_pk)
-                .order_by("pk")
-                .values_list(
-                    "pk",
-                    "esp_message_id",
-                    "address",
-                    "message__connector",
-                    "message__esp_name",
-                    "message__from_email",
-                )[:chunk]
-            )
-            if not rows:
-                break
-            last_pk = rows[-1][0]
+        for rows in keyset.pages(queryset, chunk, *columns):
             by_connector: dict[str, list[Row]] = defaultdict(list)
             for row in rows:
                 by_connector[row[3]].append(row)

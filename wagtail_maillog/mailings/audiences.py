@@ -28,6 +28,7 @@ from django.db.models.functions import Coalesce, Lower, Trim
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 
+from .. import keyset
 from ..models import Address, AddressStatus, MailingList, MailingListMember
 
 HOOK = "register_maillog_audience"
@@ -60,18 +61,29 @@ class Audience:
     def breakdown(self) -> Counter[str]:
         """Members per address status (plus ``no_address`` / ``not_known``)."""
         counts: Counter[str] = Counter()
-        statuses = dict(Address.objects.values_list("address", "status"))
-        for chunk in self.entries(2000):
+        for chunk in self.entries(CHUNK):
+            statuses = _statuses(chunk)
             for entry in chunk:
                 counts[_status_key(entry.address, statuses.get(entry.address))] += 1
         return counts
 
     def distinct_confirmed(self) -> int:
         """How many different confirmed addresses (members may share one)."""
-        confirmed = set(
-            Address.objects.filter(status=AddressStatus.CONFIRMED).values_list("address", flat=True)
-        )
-        return len({e.address for c in self.entries(2000) for e in c if e.address in confirmed})
+        confirmed: set[str] = set()
+        for chunk in self.entries(CHUNK):
+            statuses = _statuses(chunk)
+            confirmed.update(a for a, s in statuses.items() if s == AddressStatus.CONFIRMED)
+        return len(confirmed)
+
+
+#: Members read (and their statuses looked up) at a time by the fallbacks above.
+CHUNK = 2000
+
+
+def _statuses(chunk: list[Entry]) -> dict[str, str]:
+    """The address status of each address of ``chunk`` that has one: one query."""
+    wanted = {entry.address for entry in chunk if entry.address}
+    return dict(Address.objects.filter(address__in=wanted).values_list("address", "status"))
 
 
 def _status_key(address: str, status: str | None) -> str:
@@ -109,22 +121,9 @@ class QuerySetAudience(Audience):
         )
 
     def entries(self, chunk: int) -> Iterator[list[Entry]]:
-        # Keyset pages, one short query each, not one cursor held open across the
-        # chunks: the sender writes between chunks, and on SQLite an open cursor
-        # pins a read snapshot, so the chunk's write transaction fails ("database
-        # is locked", at once, whatever the timeout) as soon as another
-        # connection wrote meanwhile, e.g. a webhook.
-        rows = (
-            self._annotated().order_by("pk").values_list("pk", "_maillog_address", "_maillog_name")
-        )
-        last: Any = None
-        while True:
-            page = list((rows if last is None else rows.filter(pk__gt=last))[:chunk])
-            if page:
-                last = page[-1][0]
-                yield [Entry(address or "", str(name or "")) for _pk, address, name in page]
-            if len(page) < chunk:
-                return
+        # Keyset pages, not one open cursor: the sender writes between the chunks.
+        for page in keyset.pages(self._annotated(), chunk, "_maillog_address", "_maillog_name"):
+            yield [Entry(address or "", str(name or "")) for _pk, address, name in page]
 
     def _with_status(self) -> QuerySet[Any]:
         status = Address.objects.filter(address=OuterRef("_maillog_address")).values("status")[:1]
