@@ -1,6 +1,10 @@
 """System checks name configuration mistakes early."""
 
+import pytest
 from django.core.checks import run_checks
+
+# Model checks ask SQLite whether it has JSON (a query): allowed, in any test order.
+pytestmark = pytest.mark.django_db
 
 
 def ids(settings_override, settings) -> set[str]:
@@ -53,3 +57,23 @@ def test_outbox_as_django_61_mailers_default_is_seen(settings):
         settings,
     )
     assert {"wagtail_maillog.E001", "wagtail_maillog.W002"} <= found
+
+
+def test_sqlite_file_without_lock_waiting(settings, monkeypatch):
+    """A SQLite file (not a test's in-memory database) needs IMMEDIATE and a timeout."""
+    from django.db import connections
+
+    def with_options(options: dict) -> set[str]:
+        live = dict(connections["default"].settings_dict, NAME="/srv/site/db.sqlite3")
+        monkeypatch.setattr(connections["default"], "settings_dict", live)
+        monkeypatch.setitem(connections.settings, "default", dict(live, OPTIONS=options))
+        return ids({}, settings)
+
+    if connections["default"].vendor != "sqlite":
+        assert "wagtail_maillog.W007" not in ids({}, settings)
+        return
+    assert "wagtail_maillog.W007" in with_options({})
+    assert "wagtail_maillog.W007" in with_options({"transaction_mode": "IMMEDIATE"})
+    assert "wagtail_maillog.W007" in with_options({"timeout": 20})
+    good = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    assert "wagtail_maillog.W007" not in with_options(good)

@@ -187,3 +187,42 @@ def check_search_indexes(
                 )
             )
     return messages
+
+
+def _in_memory(name: Any) -> bool:
+    return str(name) == ":memory:" or "mode=memory" in str(name)
+
+
+@register()
+def check_sqlite_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """SQLite files shared by web requests, webhooks and the worker need to wait for the lock.
+
+    Reads the live connection settings (a test run's in-memory database is
+    skipped: one process, nothing to wait for).
+    """
+    from django.db import connections
+
+    messages: list[Any] = []
+    for alias in connections:
+        settings_dict = connections.settings[alias]
+        if settings_dict.get("ENGINE") != "django.db.backends.sqlite3":
+            continue
+        if _in_memory(connections[alias].settings_dict.get("NAME")):
+            continue
+        options = settings_dict.get("OPTIONS") or {}
+        if (options.get("transaction_mode") or "").upper() == "IMMEDIATE" and float(
+            options.get("timeout", 5)
+        ) >= 10:
+            continue
+        messages.append(
+            Warning(
+                f"SQLite database {alias!r}: without OPTIONS transaction_mode 'IMMEDIATE' and "
+                "a timeout of 10 s or more, a webhook or the outbox worker can fail with "
+                "'database is locked' while another writes (answered 503, retried later).",
+                hint='Set "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, '
+                '"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"} '
+                "(docs/reliability.md, SQLite settings).",
+                id="wagtail_maillog.W007",
+            )
+        )
+    return messages
