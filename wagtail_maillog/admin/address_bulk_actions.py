@@ -22,8 +22,11 @@ from .confirming_bulk_action import ConfirmingBulkAction
 
 
 class AddressBulkAction(ConfirmingBulkAction):
-    template_name = "wagtail_maillog/addresses/bulk_confirm.html"
     models = [Address]
+    header_icon = "group"
+    list_class = "maillog-address-bulk"
+    item_template = "wagtail_maillog/addresses/bulk_item.html"
+    gone_text = _("None of the chosen addresses exists any more.")
     permission = MANAGE  # the footer shows the button only to those who have it
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

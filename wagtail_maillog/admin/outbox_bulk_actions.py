@@ -24,8 +24,11 @@ from .outbox_views import listing_queryset
 
 
 class OutboxBulkAction(ConfirmingBulkAction):
-    template_name = "wagtail_maillog/outbox/bulk_confirm.html"
     models = [OutboxItem]
+    header_icon = "time"
+    list_class = "maillog-outbox-bulk"
+    item_template = "wagtail_maillog/outbox/bulk_item.html"
+    gone_text = _("None of the chosen mails is in your outbox any more.")
     permission = ""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
