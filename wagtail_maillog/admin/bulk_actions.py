@@ -9,22 +9,30 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
-from wagtail.admin.views.bulk_action import BulkAction
 
 from .. import actions
 from ..models import Recipient
 from .access import RESEND, can_view_log, visible_recipients
+from .confirming_bulk_action import ConfirmingBulkAction
 from .filters import MailLogFilterSet
 from .search import search_recipients
 
 
-class ResendBulkAction(BulkAction):
+class ResendBulkAction(ConfirmingBulkAction):
     """Send the chosen rows again: one new message per original message."""
 
     display_name = _("Resend")
     action_type = "resend"
     aria_label = _("Resend the selected mail")
-    template_name = "wagtail_maillog/bulk_actions/confirm_resend.html"
+    title = _("Resend mail")
+    question = _("Send these mails again? Each becomes a new message linked to the old one.")
+    refused_text = _(
+        "You cannot resend these (no permission, or they had attachments or no stored body):"
+    )
+    button_text = _("Yes, resend")
+    header_icon = "mail"
+    list_class = "maillog-resend"
+    item_template = "wagtail_maillog/bulk_actions/resend_item.html"
     models = [Recipient]
     action_priority = 10
     permission = RESEND  # the footer shows the button only to those who have it
@@ -54,9 +62,6 @@ class ResendBulkAction(BulkAction):
             (allowed if ok else refused).append(recipient)
         return allowed, {"items_with_no_access": refused}
 
-    def object_context(self, obj: Recipient) -> dict[str, Any]:
-        return {"item": obj, "message": obj.message}
-
     @classmethod
     def execute_action(cls, objects: list[Recipient], user: Any = None, **kwargs: Any) -> tuple:
         by_message: dict[int, list[Recipient]] = defaultdict(list)
@@ -67,9 +72,6 @@ class ResendBulkAction(BulkAction):
             result = actions.resend(chosen[0].message, user=user, recipients=chosen)
             sent += 0 if result.error else len(chosen)
         return sent, 0
-
-    def get_execution_context(self) -> dict[str, Any]:
-        return {"user": self.request.user}
 
     def get_success_message(self, num_parent_objects: int, num_child_objects: int) -> str:
         return ngettext(

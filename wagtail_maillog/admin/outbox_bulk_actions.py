@@ -54,9 +54,6 @@ class OutboxBulkAction(ConfirmingBulkAction):
             (allowed if permitted and not self.refusal(item) else refused).append(item)
         return allowed, {"items_with_no_access": refused}
 
-    def object_context(self, obj: OutboxItem) -> dict[str, Any]:
-        return {"item": obj, "message": obj.message}
-
 
 class RetryBulkAction(OutboxBulkAction):
     display_name = _("Retry")
