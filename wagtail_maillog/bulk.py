@@ -7,6 +7,9 @@ round trip on SQLite, a multi-row insert on MySQL. On PostgreSQL each column
 goes as one array instead (``INSERT ... SELECT * FROM UNNEST(...)`` and
 ``UPDATE ... FROM UNNEST(...)``, as Django's own ``bulk_create`` does since
 5.2): one statement, where psycopg's ``executemany`` runs one per row.
+With psycopg 3 those arrays are bound server-side, in binary (see
+:func:`_array_cursor`): Django's default client-side binding quoted every
+element as text in Python, a third of a webhook POST.
 
 The parameter rows are built straight from plain values, without model
 instances: each field is prepared as ``Field.get_db_prep_save`` would, but the
@@ -18,17 +21,32 @@ time of the whole request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from django.db import connections, models, router
+from django.db.models import F, QuerySet
 from django.db.models.constants import OnConflict
+from django.db.models.lookups import Lookup
 from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
 
+try:
+    import psycopg
+    import psycopg.types.json
+except ImportError:  # psycopg 2, or no PostgreSQL
+    psycopg = None
+
 Converter = Callable[[Any], Any]
+
+#: Elsewhere than PostgreSQL, lookups of more values than this are split
+#: (SQLite caps the parameters of a query).
+CHUNK = 900
 
 _TEXT = {"CharField", "TextField", "EmailField", "SlugField", "URLField"}
 _INTEGER = {
@@ -46,17 +64,67 @@ _INTEGER = {
 
 def converter(field: models.Field, connection: Any) -> Converter:
     """A function giving what ``field.get_db_prep_save(value, connection)`` gives."""
+    return _converters(field, connection)[0]
+
+
+def _converters(field: models.Field, connection: Any) -> tuple[Converter, frozenset[type]]:
+    """:func:`converter`, and the exact types of the values it hands on as they are."""
     prepare = partial(field.get_db_prep_save, connection=connection)
     kind = (field.target_field if field.is_relation else field).get_internal_type()
     # Shortcuts only where the field hands such a value on as it is (PostgreSQL
     # wraps some integers in typed adapters, for one).
     if kind in _TEXT and type(prepare("x")) is str:
-        return lambda v: v if type(v) is str else prepare(v)
+        # Any str as it is (choices are str subclasses): what ``to_python`` does.
+        kept = {str, type(None)} if prepare(None) is None else {str}
+        return (lambda v: v if isinstance(v, str) else prepare(v)), frozenset(kept)
     if kind in _INTEGER and type(prepare(1)) is int:
-        return lambda v: v if v is None or type(v) is int else prepare(v)
+        return (lambda v: v if v is None or type(v) is int else prepare(v)), frozenset(
+            {int, type(None)}
+        )
     if kind == "DateTimeField" and not field.is_relation:
-        return _datetime_converter(connection.ops.adapt_datetimefield_value, prepare)
-    return prepare
+        adapt = connection.ops.adapt_datetimefield_value
+        return _datetime_converter(adapt, prepare), frozenset()
+    if kind == "JSONField" and not field.is_relation:
+        return _json_converter(prepare), frozenset()
+    return prepare, frozenset()
+
+
+def column_converter(field: models.Field, connection: Any) -> Callable[[list[Any]], list[Any]]:
+    """Converts a column of values as :func:`converter` converts each one.
+
+    A column whose values are all of types the field hands on as they are (all
+    ``str`` for a text column) is kept whole: no call per value.
+    """
+    convert, kept = _converters(field, connection)
+
+    def convert_column(values: list[Any]) -> list[Any]:
+        if kept and kept.issuperset(map(type, values)):
+            return values
+        return list(map(convert, values))
+
+    return convert_column
+
+
+class JSONText(str):
+    """A value for a ``JSONField``, already encoded as JSON text.
+
+    Events are encoded once anyway, to hold them to ``MAX_RAW_PAYLOAD``; the
+    converter writes that text instead of encoding the value a second time.
+    """
+
+
+def _json_converter(prepare: Converter) -> Converter:
+    """:class:`JSONText` as it is where the backend takes JSON as text (SQLite,
+    MySQL) or as psycopg 3's ``Jsonb``; any other value through the field."""
+    sample = prepare({})
+    if type(sample) is str:
+        as_is: Converter = str
+    elif psycopg is not None and isinstance(sample, psycopg.types.json.Jsonb):
+        as_is = partial(psycopg.types.json.Jsonb, dumps=str)
+    else:
+        as_is = lambda text: prepare(json.loads(text))  # noqa: E731
+
+    return lambda v: as_is(v) if type(v) is JSONText else prepare(v)
 
 
 def _datetime_converter(adapt: Converter, prepare: Converter) -> Converter:
@@ -65,7 +133,9 @@ def _datetime_converter(adapt: Converter, prepare: Converter) -> Converter:
     last: list[Any] = [None, None]
 
     def convert(value: Any) -> Any:
-        if value is last[0] and value is not None:
+        if value is None:
+            return None
+        if value is last[0]:
             return last[1]
         if type(value) is datetime and timezone.is_aware(value):
             out = adapt(value)
@@ -103,8 +173,39 @@ def _unnest_types(fields: Sequence[models.Field], connection: Any) -> list[str] 
     return types
 
 
-def _columns(rows: list[list[Any]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)]
+if psycopg is not None:
+
+    class _ServerBindingCursor(psycopg.Cursor):
+        """A psycopg 3 cursor binding parameters server-side, never preparing: named
+        prepared statements break transaction-pooling proxies (PgBouncer before
+        1.21), which Django's default client-side binding works with."""
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            return super().execute(query, params, **{**kwargs, "prepare": False})
+
+
+@contextmanager
+def _array_cursor(connection: Any) -> Iterator[tuple[Any, str]]:
+    """A cursor for a statement taking one array per column, and the placeholder
+    for such an array.
+
+    With psycopg 3, a server-side binding cursor on the same connection (so in
+    the same transaction): psycopg sends each array in binary (``%b``), where
+    Django's client-side binding quotes every element as text in Python. It is
+    wrapped as Django wraps its own, so queries are logged and counted, execute
+    wrappers run and errors become Django's. With psycopg 2, Django's cursor.
+    """
+    connection.ensure_connection()
+    if psycopg is None or not isinstance(connection.connection, psycopg.Connection):
+        with connection.cursor() as cursor:
+            yield cursor, "%s"
+        return
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = _ServerBindingCursor(connection.connection)
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:
+        yield cursor, "%b"
 
 
 def _insert_sql(model: type[models.Model], fields: list[models.Field], connection: Any) -> str:
@@ -127,27 +228,35 @@ def insert_rows(
     named = _concrete(model, names)
     others = [f for f in _concrete(model, None) if f not in named]
     fields = named + others
-    convert = [converter(f, connection) for f in fields]
-    params = [
-        [c(v) for c, v in zip(convert, [*row, *(f.get_default() for f in others)], strict=True)]
-        for row in rows
-    ]
-    if not params:
+    rows = list(rows)
+    if not rows:
         return
+    count = len(rows)
+    given = [list(column) for column in zip(*rows, strict=True)] if named else []
+    if len(given) != len(named):
+        raise ValueError(f"rows of {len(given)} values for {len(named)} fields")
+    defaults = [[f.get_default() for _ in range(count)] for f in others]
+    columns = [
+        column_converter(field, connection)(values)
+        for field, values in zip(fields, [*given, *defaults], strict=True)
+    ]
     types = _unnest_types(fields, connection)
-    with connection.cursor() as cursor:
-        if types is None:
-            cursor.executemany(_insert_sql(model, fields, connection), params)
-            return
-        # PostgreSQL: one statement, one array per column (executemany would run,
-        # and plan, one INSERT per row).
-        quote = connection.ops.quote_name
-        arrays = ", ".join(f"(%s)::{t}[]" for t in types)
+    if types is None:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                _insert_sql(model, fields, connection), list(zip(*columns, strict=True))
+            )
+        return
+    # PostgreSQL: one statement, one array per column (executemany would run,
+    # and plan, one INSERT per row).
+    quote = connection.ops.quote_name
+    with _array_cursor(connection) as (cursor, placeholder):
+        arrays = ", ".join(f"({placeholder})::{t}[]" for t in types)
         cursor.execute(
             f"INSERT INTO {quote(model._meta.db_table)} "
             f"({', '.join(quote(f.column) for f in fields)}) "
             f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING",
-            _columns(params),
+            columns,
         )
 
 
@@ -179,29 +288,60 @@ def update_fields(
     connection = connections[router.db_for_write(model)]
     fields = _concrete(model, names)
     pk = model._meta.pk
-    convert = [(f.attname, converter(f, connection)) for f in fields]
-    convert_pk = converter(pk, connection)
-    rows = [
-        [c(getattr(obj, attname)) for attname, c in convert] + [convert_pk(obj.pk)] for obj in objs
+    columns = [
+        column_converter(field, connection)(list(map(attrgetter(attname), objs)))
+        for field, attname in [*((f, f.attname) for f in fields), (pk, "pk")]
     ]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     types = _unnest_types([*fields, pk], connection)
-    with connection.cursor() as cursor:
-        if types is None:
-            assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    if types is None:
+        assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+        with connection.cursor() as cursor:
             cursor.executemany(
-                f"UPDATE {table} SET {assignments} WHERE {quote(pk.column)} = %s", rows
+                f"UPDATE {table} SET {assignments} WHERE {quote(pk.column)} = %s",
+                list(zip(*columns, strict=True)),
             )
-            return
-        # PostgreSQL: one UPDATE ... FROM UNNEST, one array per column.
-        aliases = [f"v{n}" for n in range(len(fields))]
-        assignments = ", ".join(
-            f"{quote(f.column)} = v.{alias}" for f, alias in zip(fields, aliases, strict=True)
-        )
-        arrays = ", ".join(f"(%s)::{t}[]" for t in types)
+        return
+    # PostgreSQL: one UPDATE ... FROM UNNEST, one array per column.
+    aliases = [f"v{n}" for n in range(len(fields))]
+    assignments = ", ".join(
+        f"{quote(f.column)} = v.{alias}" for f, alias in zip(fields, aliases, strict=True)
+    )
+    with _array_cursor(connection) as (cursor, placeholder):
+        arrays = ", ".join(f"({placeholder})::{t}[]" for t in types)
         cursor.execute(
             f"UPDATE {table} SET {assignments} FROM UNNEST({arrays}) "
             f"AS v({', '.join(aliases)}, pk) WHERE {table}.{quote(pk.column)} = v.pk",
-            _columns(rows),
+            columns,
         )
+
+
+class AnyOf(Lookup):
+    """``field = ANY(%s)``: any number of values as one array parameter (PostgreSQL).
+
+    ``field__in`` takes a parameter per value, which a client-side binding
+    cursor quotes one by one in Python; used as an expression, never registered:
+    ``queryset.filter(AnyOf(F("name"), values))``.
+    """
+
+    lookup_name = "any_of"
+    prepare_rhs = False  # a list, not one value of the field
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        convert = converter(self.lhs.output_field, connection)
+        return f"{lhs} = ANY(%s)", [*lhs_params, [convert(v) for v in self.rhs]]
+
+
+def filter_in(queryset: QuerySet, name: str, values: Sequence[Any]) -> Iterator[QuerySet]:
+    """``queryset`` narrowed to the rows whose field ``name`` is one of ``values``,
+    as few querysets as the database allows: one on PostgreSQL (an array), else
+    one per :data:`CHUNK` values."""
+    if not values:
+        return
+    if connections[queryset.db].vendor == "postgresql":
+        yield queryset.filter(AnyOf(F(name), list(values)))
+        return
+    for start in range(0, len(values), CHUNK):
+        yield queryset.filter(**{f"{name}__in": values[start : start + CHUNK]})

@@ -27,13 +27,10 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from . import status as rules
-from .bulk import insert_rows, update_fields
+from .bulk import JSONText, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Event, Recipient
 from .signals import status_changed
-
-#: Lookups of more keys than this are split (SQLite caps query parameters).
-CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -85,6 +82,12 @@ _SETTING = object()
 def jsonable(value: Any, limit: Any = _SETTING) -> Any:
     """The raw ESP payload as JSON-safe data, cut down to ``MAX_RAW_PAYLOAD``
     (or ``limit`` characters, for a caller that read the setting once)."""
+    return _encoded(value, limit)[0]
+
+
+def _encoded(value: Any, limit: Any = _SETTING) -> tuple[Any, str]:
+    """:func:`jsonable`'s value, and its JSON text: measuring it against the
+    limit encodes it anyway, and the insert writes that text."""
     if isinstance(value, QueryDict):
         value = {k: v[0] if len(v) == 1 else v for k, v in value.lists()}
     elif isinstance(value, bytes):
@@ -98,8 +101,9 @@ def jsonable(value: Any, limit: Any = _SETTING) -> Any:
         text = json.dumps(value, default=str)
         converted = True
     if limit and len(text) > limit:
-        return {"truncated": True, "text": text[:limit]}
-    return json.loads(text) if converted else value
+        value = {"truncated": True, "text": text[:limit]}
+        return value, json.dumps(value)
+    return (json.loads(text) if converted else value), text
 
 
 def dedupe_key(esp_name: str, event: Any, raw: Any) -> str:
@@ -149,6 +153,7 @@ class EventRow:
     click_url: str
     user_agent: str
     raw: Any
+    raw_json: str = ""  # ``raw`` encoded, when known: stored as it is
     recipient: Any = None  # set by apply_events: the Recipient (or RecipientState), or None
 
     #: The columns :func:`insert_events` writes, in this order (then ``received_at``).
@@ -183,7 +188,7 @@ class EventRow:
             self.reject_reason,
             self.click_url,
             self.user_agent,
-            self.raw,
+            JSONText(self.raw_json) if self.raw_json else self.raw,
             None if self.recipient is None else self.recipient.pk,
         )
 
@@ -213,7 +218,7 @@ class RecipientState:
 
 def event_row(event: Any, esp_name: str, limit: Any = _SETTING) -> EventRow:
     """The row to store for an anymail ``AnymailTrackingEvent``."""
-    raw = jsonable(event.esp_event, limit)
+    raw, raw_json = _encoded(event.esp_event, limit)
     return EventRow(
         esp_name=esp_name[:64],
         esp_message_id=_text(event.message_id)[:255],
@@ -228,6 +233,7 @@ def event_row(event: Any, esp_name: str, limit: Any = _SETTING) -> EventRow:
         click_url=_text(event.click_url),
         user_agent=_text(event.user_agent),
         raw=raw,
+        raw_json=raw_json,
     )
 
 
@@ -238,11 +244,6 @@ def insert_events(rows: list[EventRow]) -> None:
     insert_rows(
         Event, (*EventRow.COLUMNS, "received_at"), ((*row.values(), received_at) for row in rows)
     )
-
-
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
 
 
 def lock_esp_ids(esp_ids: Iterable[str]) -> None:
@@ -260,23 +261,20 @@ def lock_esp_ids(esp_ids: Iterable[str]) -> None:
 
 def _known_keys(keys: list[str]) -> set[str]:
     known: set[str] = set()
-    for part in _chunks(keys):
-        known.update(Event.objects.filter(dedupe_key__in=part).values_list("dedupe_key", flat=True))
+    for events in filter_in(Event.objects.all(), "dedupe_key", keys):
+        known.update(events.values_list("dedupe_key", flat=True))
     return known
 
 
 def _recipients_for(esp_ids: Iterable[str]) -> list[RecipientState]:
     """The recipients with these ESP ids, locked (PostgreSQL) against lost updates."""
+    locked = Recipient.objects.select_for_update(
+        no_key=connection.features.has_select_for_no_key_update
+    ).order_by("pk")
     found: list[RecipientState] = []
-    for part in _chunks(sorted(set(esp_ids))):
+    for recipients in filter_in(locked, "esp_message_id", sorted(set(esp_ids))):
         found.extend(
-            RecipientState(*values)
-            for values in Recipient.objects.select_for_update(
-                no_key=connection.features.has_select_for_no_key_update
-            )
-            .filter(esp_message_id__in=part)
-            .order_by("pk")
-            .values_list(*RecipientState.FIELDS)
+            RecipientState(*values) for values in recipients.values_list(*RecipientState.FIELDS)
         )
     return found
 
@@ -387,10 +385,10 @@ def attach_orphans(recipients: list[Recipient]) -> list[StatusChange]:
     if not esp_ids:
         return []
     orphans: list[Event] = []
-    for part in _chunks(esp_ids):
-        orphans.extend(
-            Event.objects.filter(recipient__isnull=True, esp_message_id__in=part).order_by("pk")
-        )
+    for events in filter_in(
+        Event.objects.filter(recipient__isnull=True), "esp_message_id", esp_ids
+    ):
+        orphans.extend(events.order_by("pk"))
     if not orphans:
         return []
     changed, changes = apply_events(orphans, recipients)

@@ -1,0 +1,219 @@
+"""The set-based writes and lookups of wagtail_maillog/bulk.py.
+
+On PostgreSQL the column arrays of ``insert_rows``/``update_fields`` go through a
+cursor binding them server-side (psycopg dumps them in binary); these tests hold
+it to what Django's own cursor gives: the same transaction, logged and counted
+queries, execute wrappers, Django's exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from django.db import DataError, OperationalError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from wagtail_maillog import bulk
+from wagtail_maillog.events import event_row, insert_events
+from wagtail_maillog.models import Event, Message, Recipient
+from wagtail_maillog.status import Status
+
+pytestmark = pytest.mark.django_db
+
+on_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only")
+
+AT = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+
+
+def _recipients(count: int) -> list[Recipient]:
+    message = Message.objects.create(subject="x")
+    bulk.insert_rows(
+        Recipient,
+        ["message", "address", "esp_message_id"],
+        [(message.pk, f"r{i}@example.com", f"esp-{i}") for i in range(count)],
+    )
+    return list(message.recipients.order_by("pk"))
+
+
+# ---- converting whole columns -------------------------------------------------------------
+
+COLUMNS = [
+    ["a", "b"],
+    ["a", None],
+    [None, None],
+    [Status.DELIVERED, "x"],  # a str subclass
+    [1, 2],
+    [1, None],
+    [True, 1],  # bool is no int for the shortcut
+    [True, False],
+    [AT, None],
+    [{"a": 1}, ["x"]],
+]
+
+
+@pytest.mark.parametrize("model", [Event, Recipient, Message])
+def test_a_column_is_converted_as_each_of_its_values(model):
+    for field in model._meta.concrete_fields:
+        convert = bulk.converter(field, connection)
+        convert_column = bulk.column_converter(field, connection)
+        for column in COLUMNS:
+            try:
+                expected = [convert(v) for v in column]
+            except Exception as refused:
+                with pytest.raises(type(refused)):
+                    convert_column(list(column))
+                continue
+            got = convert_column(list(column))
+            assert [type(v) for v in got] == [type(v) for v in expected], (field.name, column)
+            assert [getattr(v, "obj", v) for v in got] == [getattr(v, "obj", v) for v in expected]
+
+
+def test_json_text_is_stored_as_the_json_it_holds():
+    row = event_row(_tracking(), "SparkPost")
+    row.raw, row.raw_json = None, '{"a": [1, "\\u00fc"]}'  # only the text is written
+    insert_events([row])
+    assert Event.objects.get().raw == {"a": [1, "ü"]}
+
+
+def test_a_payload_over_the_limit_is_stored_cut_down(settings):
+    settings.WAGTAIL_MAILLOG = {"MAX_RAW_PAYLOAD": 50}
+    payload = {"text": "x" * 200}
+    insert_events([event_row(_tracking(esp_event=payload), "SparkPost")])
+    stored = Event.objects.get().raw
+    assert stored == {"truncated": True, "text": json.dumps(payload)[:50]}
+
+
+def test_rows_of_the_wrong_width_are_refused():
+    message = Message.objects.create(subject="x")
+    with pytest.raises(ValueError):
+        bulk.insert_rows(Recipient, ["message", "address"], [(message.pk,)])
+    assert not Recipient.objects.exists()
+
+
+# ---- lookups of many values ---------------------------------------------------------------
+
+
+def test_filter_in_finds_what_field_in_finds_in_as_few_queries_as_allowed():
+    recipients = _recipients(2_000)
+    wanted = [f"esp-{i}" for i in range(2_000)] + ["esp-none"]
+    with CaptureQueriesContext(connection) as queries:
+        found = [
+            r.pk
+            for part in bulk.filter_in(Recipient.objects.all(), "esp_message_id", wanted)
+            for r in part
+        ]
+    assert sorted(found) == [r.pk for r in recipients]
+    expected_queries = 1 if connection.vendor == "postgresql" else 3  # 900 values a query
+    assert len(queries) == expected_queries
+
+
+def test_filter_in_of_nothing_asks_nothing():
+    with CaptureQueriesContext(connection) as queries:
+        assert list(bulk.filter_in(Recipient.objects.all(), "esp_message_id", [])) == []
+    assert len(queries) == 0
+
+
+def test_filter_in_keeps_the_querysets_own_conditions():
+    recipients = _recipients(3)
+    Recipient.objects.filter(pk=recipients[0].pk).update(status=Status.BOUNCED)
+    bounced = Recipient.objects.filter(status=Status.BOUNCED)
+    parts = bulk.filter_in(bounced, "esp_message_id", ["esp-0", "esp-1"])
+    assert [r.pk for part in parts for r in part] == [recipients[0].pk]
+
+
+# ---- PostgreSQL: arrays bound server-side ---------------------------------------------------
+
+
+@on_postgres
+def test_arrays_are_sent_as_parameters_not_quoted_into_the_sql():
+    message = Message.objects.create(subject="x")
+    with CaptureQueriesContext(connection) as queries:
+        bulk.insert_rows(Recipient, ["message", "address"], [(message.pk, "secret@example.com")])
+    (query,) = queries.captured_queries  # one statement, logged as Django logs its own
+    assert "UNNEST" in query["sql"] and "$1" in query["sql"]
+    assert "secret@example.com" not in query["sql"]
+    assert message.recipients.get().address == "secret@example.com"
+
+
+@on_postgres
+def test_the_arrays_are_written_in_the_callers_transaction():
+    recipients = _recipients(2)
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), transaction.atomic():
+        for r in recipients:
+            r.status, r.status_at = Status.DELIVERED, AT
+        bulk.update_fields(recipients, ["status", "status_at"])
+        bulk.insert_rows(Recipient, ["message", "address"], [(recipients[0].message_id, "c@x")])
+        assert Recipient.objects.filter(status=Status.DELIVERED).count() == 2  # seen inside
+        raise Undo
+    assert not Recipient.objects.filter(status=Status.DELIVERED).exists()  # rolled back
+    assert Recipient.objects.count() == 2
+
+
+@on_postgres
+def test_execute_wrappers_run_and_errors_are_djangos():
+    recipients = _recipients(1)
+
+    def refuse(execute, sql, params, many, context):
+        raise OperationalError("the database went away")
+
+    with connection.execute_wrapper(refuse), pytest.raises(OperationalError):
+        bulk.update_fields(recipients, ["status"])
+    with pytest.raises(DataError), transaction.atomic():  # NUL: PostgreSQL refuses it
+        bulk.insert_rows(Recipient, ["message", "address"], [(recipients[0].message_id, "a\0b")])
+    assert Recipient.objects.count() == 1
+
+
+@on_postgres
+def test_columns_of_nulls_and_of_keys_beside_nulls_bind():
+    recipients = _recipients(3)
+    Recipient.objects.update(opened_at=AT)
+    bulk.update_fields(recipients, ["opened_at", "reason"])  # opened_at: only NULLs
+    assert not Recipient.objects.filter(opened_at__isnull=False).exists()
+    events = [
+        event_row(_tracking(event_id=f"e{i}", message_id=f"esp-{i}"), "SparkPost") for i in range(3)
+    ]
+    events[0].recipient = recipients[0]  # one key, two orphans
+    insert_events(events)
+    assert Event.objects.filter(recipient__isnull=True).count() == 2
+    assert Event.objects.get(recipient__isnull=False).recipient_id == recipients[0].pk
+
+
+@on_postgres
+def test_it_works_when_the_site_binds_server_side_itself():
+    other = connection.copy()  # the same database, another connection
+    other.settings_dict["OPTIONS"] = {**other.settings_dict["OPTIONS"], "server_side_binding": True}
+    try:
+        with bulk._array_cursor(other) as (cursor, placeholder):
+            cursor.execute(
+                f"SELECT sum(n), count(s) FROM UNNEST(({placeholder})::bigint[], "
+                f"({placeholder})::varchar[]) AS v(n, s)",
+                [[1, 2**40, None], ["a", "", None]],
+            )
+            assert cursor.fetchone() == (2**40 + 1, 2)
+    finally:
+        other.close()
+
+
+def _tracking(**kwargs):
+    from types import SimpleNamespace
+
+    base = dict(
+        event_type="delivered",
+        timestamp=AT,
+        event_id="ev-1",
+        message_id="esp-1",
+        recipient="ann@example.com",
+        description=None,
+        mta_response=None,
+        reject_reason=None,
+        click_url=None,
+        user_agent=None,
+        esp_event={"type": "delivery"},
+    )
+    return SimpleNamespace(**{**base, **kwargs})
