@@ -50,7 +50,9 @@ class MailLogTable(tables.Table):
     )
     address = tables.Column(verbose_name=_("Recipient"))
     subject = tables.Column(verbose_name=_("Subject"), accessor="message__subject", orderable=False)
-    status = tables.Column(verbose_name=_("Status"))
+    # Accessor "pk": the badge is drawn from the record; with the field itself,
+    # django-tables2 would first look up its choice label (a translation) per row.
+    status = tables.Column(verbose_name=_("Status"), accessor="pk", order_by=("status",))
     source = tables.Column(verbose_name=_("Sent from"), accessor="message__source", orderable=False)
     opened = tables.Column(
         verbose_name=_("Opened"),
