@@ -304,3 +304,59 @@ def test_a_failing_receiver_of_another_app_gets_a_retry_not_a_400(client, webhoo
     finally:
         tracking.disconnect(dispatch_uid="test-broken")
     assert not Event.objects.exists()
+
+
+def test_address_health_is_stored_with_the_events_or_not_at_all(client, webhook_auth, monkeypatch):
+    """A failure while marking the address undoes the events too: the ESP's retry
+    then stores both (were the address marked after the commit, the retry would find
+    the events stored and the address would stay unmarked)."""
+    from django.db import DatabaseError
+
+    from wagtail_maillog.addresses import health
+    from wagtail_maillog.models import Address, AddressStatus
+
+    send_with_ids(["gone@example.com"], "pm-9")
+    bounce = postmark("Bounce", "pm-9", "gone@example.com")
+    real = health.set_status
+
+    def failing(*args, **kwargs):
+        raise DatabaseError("lock timeout")
+
+    monkeypatch.setattr(health, "set_status", failing)
+    assert post_json(client, POSTMARK, bounce, webhook_auth).status_code == 503
+    assert not Event.objects.exists()
+    assert Recipient.objects.get().status != Status.BOUNCED
+    monkeypatch.setattr(health, "set_status", real)
+    assert post_json(client, POSTMARK, bounce, webhook_auth).status_code == 200
+    assert Event.objects.count() == 1
+    assert Address.objects.get(address="gone@example.com").status == AddressStatus.BOUNCED
+
+
+def test_a_failing_status_changed_receiver_is_logged_and_loses_nothing(
+    client, webhook_auth, django_capture_on_commit_callbacks, caplog
+):
+    from wagtail_maillog.models import Address, AddressStatus
+    from wagtail_maillog.signals import status_changed
+
+    seen = []
+
+    def broken(sender, changes, **kwargs):
+        raise RuntimeError("another app is broken")
+
+    def working(sender, changes, **kwargs):
+        seen.extend(change.new for change in changes)
+
+    send_with_ids(["gone@example.com"], "pm-8")
+    status_changed.connect(broken, dispatch_uid="test-broken")
+    status_changed.connect(working, dispatch_uid="test-working")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            payload = postmark("Bounce", "pm-8", "gone@example.com")
+            assert post_json(client, POSTMARK, payload, webhook_auth).status_code == 200
+    finally:
+        status_changed.disconnect(dispatch_uid="test-broken")
+        status_changed.disconnect(dispatch_uid="test-working")
+    assert seen == [Status.BOUNCED]  # the others still hear it
+    assert "status_changed receiver" in caplog.text and "another app is broken" in caplog.text
+    assert Event.objects.count() == 1
+    assert Address.objects.get(address="gone@example.com").status == AddressStatus.BOUNCED

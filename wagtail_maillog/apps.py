@@ -12,15 +12,12 @@ class WagtailMailLogConfig(AppConfig):
         from anymail.signals import post_send, pre_send, tracking
 
         from . import checks  # noqa: F401 (registers the system checks)
-        from .addresses.health import on_status_changed
         from .events import on_tracking
         from .recording import on_post_send, on_pre_send
-        from .signals import status_changed
 
         pre_send.connect(on_pre_send, dispatch_uid="wagtail_maillog.pre_send")
         post_send.connect(on_post_send, dispatch_uid="wagtail_maillog.post_send")
         tracking.connect(on_tracking, dispatch_uid="wagtail_maillog.tracking")
-        status_changed.connect(on_status_changed, dispatch_uid="wagtail_maillog.addresses")
 
         from django.db.models.signals import post_migrate
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar
 
 from django.db import connection, transaction
@@ -31,6 +33,8 @@ from .bulk import JSONText, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Event, Recipient
 from .signals import status_changed
+
+logger = logging.getLogger("wagtail_maillog")
 
 
 @dataclass(frozen=True)
@@ -341,8 +345,30 @@ def _save_recipients(recipients: list[Any]) -> None:
 
 
 def announce(changes: list[StatusChange]) -> None:
-    if changes:
-        transaction.on_commit(lambda: status_changed.send(sender=Event, changes=changes))
+    """Address health now, in the caller's transaction; ``status_changed`` after commit.
+
+    Address health (a bounce marks the address) is part of storing the events:
+    if it fails, nothing is stored and the webhook answers 503, so the ESP's
+    retry applies both. Run after the commit instead, a failure there was
+    answered 503 too, but the retry found every event stored and the address
+    kept its old status. Other apps' receivers still run after the commit,
+    each on its own: one that fails is logged and cannot undo or repeat what
+    is stored.
+    """
+    if not changes:
+        return
+    from .addresses.health import on_status_changed
+
+    on_status_changed(sender=Event, changes=changes)
+    transaction.on_commit(partial(_notify, changes))
+
+
+def _notify(changes: list[StatusChange]) -> None:
+    for receiver, result in status_changed.send_robust(sender=Event, changes=changes):
+        if isinstance(result, Exception):
+            logger.error(
+                "wagtail_maillog: status_changed receiver %r failed", receiver, exc_info=result
+            )
 
 
 def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:

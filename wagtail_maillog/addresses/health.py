@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
-from ..bulk import update_fields
+from ..bulk import filter_in, update_fields
 from ..conf import get_setting
 from ..models import Address, AddressChange, AddressStatus, Recipient
 from ..models.addresses import PROBLEMS
@@ -42,6 +42,23 @@ def ensure(addresses: Iterable[str]) -> dict[str, Address]:
     return found
 
 
+def lock(addresses: Iterable[str]) -> None:
+    """PostgreSQL: lock these (existing) address rows in address order, until commit.
+
+    Webhooks update addresses inside the transaction that stores their events;
+    two of them touching the same addresses in different orders could deadlock.
+    One order for everyone cannot. (SQLite has one writer at a time anyway.)
+    """
+    from django.db import connection
+
+    wanted = sorted({normalize(a) for a in addresses if a})
+    if not wanted or connection.vendor != "postgresql":
+        return
+    locked = Address.objects.select_for_update(no_key=True).order_by("address")
+    for rows in filter_in(locked, "address", wanted):
+        list(rows.values_list("pk", flat=True))
+
+
 def set_status(
     changes: Iterable[tuple[str, str, str]],
     user: Any = None,
@@ -53,6 +70,7 @@ def set_status(
         return 0
     now = timezone.now()
     with transaction.atomic():
+        lock(a for a, _s, _c in changes)
         rows = ensure(a for a, _s, _c in changes)
         history, touched = [], {}
         for address, new, cause in changes:
@@ -84,7 +102,12 @@ def set_status(
 
 
 def on_status_changed(sender: Any, changes: list[Any], **kwargs: Any) -> None:
-    """``status_changed`` receiver: a bounce, complaint, unsubscribe or reject marks the address."""
+    """Status changes -> address health: a bounce, complaint, unsubscribe or reject marks
+    the address (run by ``events.announce`` in the transaction storing the changes)."""
+    if not changes:
+        return
+    seen = {normalize(c.address) for c in changes}
+    lock(seen)
     triples, recipients = [], {}
     for change in changes:
         problem = PROBLEM_FOR_STATUS.get(change.new)
@@ -96,9 +119,9 @@ def on_status_changed(sender: Any, changes: list[Any], **kwargs: Any) -> None:
         triples.append((change.address, problem, cause))
         recipients[normalize(change.address)] = change.recipient_id
     set_status(triples, recipient_ids=recipients)
-    if changes:
-        seen = {normalize(c.address) for c in changes}
-        Address.objects.filter(address__in=seen).update(last_event_at=timezone.now())
+    now = timezone.now()
+    for addresses in filter_in(Address.objects.all(), "address", sorted(seen)):
+        addresses.update(last_event_at=now)
 
 
 def clear_problem(addresses: Iterable[Address], user: Any = None) -> int:
