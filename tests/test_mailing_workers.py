@@ -16,18 +16,13 @@ import pytest
 from tests.esp import ScriptedBackend
 from tests.test_outbox_workers import ROOT, child_env, python, wait_until
 from tests.testapp.models import Member
+from tests.utils import needs_shared_database
 from wagtail_maillog.addresses.health import set_status
 from wagtail_maillog.mailings import results, sending
 from wagtail_maillog.models import AddressStatus, Mailing, MailingState, OutboxItem
 from wagtail_maillog.status import Status
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        os.environ.get("MAILLOG_TEST_DB") != "postgres",
-        reason="needs a database shared by several processes: runs in the PostgreSQL pass",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), needs_shared_database]
 
 
 @pytest.fixture(autouse=True)

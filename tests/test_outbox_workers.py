@@ -23,19 +23,14 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.esp import ScriptedBackend
+from tests.utils import needs_shared_database
 from wagtail_maillog.models import OutboxItem, Recipient, SendAttempt
 from wagtail_maillog.outbox import worker
 from wagtail_maillog.status import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        os.environ.get("MAILLOG_TEST_DB") != "postgres",
-        reason="needs a database shared by several processes: runs in the PostgreSQL pass",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), needs_shared_database]
 
 
 @pytest.fixture(autouse=True)

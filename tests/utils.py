@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+import pytest
 from anymail.message import AnymailRecipientStatus
 from django.contrib.auth.models import Group, Permission, User
 from django.core.mail import EmailMessage
@@ -56,3 +58,11 @@ def client_for(user: User) -> Client:
 def denied(response: Any) -> bool:
     """Wagtail's answer to a PermissionDenied in its admin: back to the dashboard."""
     return response.status_code == 302 and response["Location"] == "/admin/"
+
+
+#: For tests whose worker processes (a real django-q2 cluster) must see the test's
+#: rows: the in-memory SQLite database of a test run is this process's alone.
+needs_shared_database = pytest.mark.skipif(
+    os.environ.get("MAILLOG_TEST_DB") != "postgres",
+    reason="needs a database shared by several processes: runs in the PostgreSQL pass",
+)
