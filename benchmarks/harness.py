@@ -121,31 +121,28 @@ def _template_name() -> str:
     return f"/tmp/maillog-bench-template-{_schema_key()}.sqlite3"
 
 
-def _pg_admin(sql: str) -> None:
-    """Run a statement on the server's maintenance database (outside any transaction)."""
+def _pg_maintenance(autocommit: bool = False) -> Any:
+    """A connection to the server's maintenance database, settings as for the tests."""
     import psycopg
 
-    with psycopg.connect(
+    return psycopg.connect(
         host=os.environ.get("MAILLOG_PG_HOST", "127.0.0.1"),
         port=os.environ.get("MAILLOG_PG_PORT", "5432"),
         user=os.environ.get("MAILLOG_PG_USER", "postgres"),
         password=os.environ.get("MAILLOG_PG_PASSWORD", "postgres"),
         dbname="postgres",
-        autocommit=True,
-    ) as conn:
+        autocommit=autocommit,
+    )
+
+
+def _pg_admin(sql: str) -> None:
+    """Run a statement on the server's maintenance database (outside any transaction)."""
+    with _pg_maintenance(autocommit=True) as conn:
         conn.execute(sql)
 
 
 def _pg_databases() -> list[str]:
-    import psycopg
-
-    with psycopg.connect(
-        host=os.environ.get("MAILLOG_PG_HOST", "127.0.0.1"),
-        port=os.environ.get("MAILLOG_PG_PORT", "5432"),
-        user=os.environ.get("MAILLOG_PG_USER", "postgres"),
-        password=os.environ.get("MAILLOG_PG_PASSWORD", "postgres"),
-        dbname="postgres",
-    ) as conn:
+    with _pg_maintenance() as conn:
         rows = conn.execute("SELECT datname FROM pg_database").fetchall()
     return [name for (name,) in rows]
 

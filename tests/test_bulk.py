@@ -15,6 +15,7 @@ import pytest
 from django.db import DataError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from tests.utils import tracking_event
 from wagtail_maillog import bulk
 from wagtail_maillog.events import event_row, insert_events
 from wagtail_maillog.models import Event, Message, Recipient
@@ -201,19 +202,4 @@ def test_it_works_when_the_site_binds_server_side_itself():
 
 
 def _tracking(**kwargs):
-    from types import SimpleNamespace
-
-    base = dict(
-        event_type="delivered",
-        timestamp=AT,
-        event_id="ev-1",
-        message_id="esp-1",
-        recipient="ann@example.com",
-        description=None,
-        mta_response=None,
-        reject_reason=None,
-        click_url=None,
-        user_agent=None,
-        esp_event={"type": "delivery"},
-    )
-    return SimpleNamespace(**{**base, **kwargs})
+    return tracking_event(**{"timestamp": AT, **kwargs})

@@ -17,7 +17,7 @@ from django.db.models import JSONField
 from django.utils import timezone
 
 from tests.testapp.models import Invoice
-from tests.utils import client_for
+from tests.utils import client_for, tracking_event
 from wagtail_maillog import bulk
 from wagtail_maillog.admin import views
 from wagtail_maillog.admin.filters import MailLogFilterSet, _distinct_by_index
@@ -71,20 +71,9 @@ def test_a_naive_datetime_is_made_aware_as_django_does(settings):
 
 
 def _tracking(**kwargs):
-    base = dict(
-        event_type="delivered",
-        timestamp=AWARE,
-        event_id="ev-1",
-        message_id="esp-1",
-        recipient="Ann@Example.com ",
-        description=None,
-        mta_response="250 OK",
-        reject_reason=None,
-        click_url=None,
-        user_agent=None,
-        esp_event={"type": "delivery", "nested": {"n": 1.5, "list": [1, "ü"]}},
-    )
-    return SimpleNamespace(**{**base, **kwargs})
+    nested = {"type": "delivery", "nested": {"n": 1.5, "list": [1, "ü"]}}
+    defaults = {"timestamp": AWARE, "recipient": "Ann@Example.com ", "mta_response": "250 OK"}
+    return tracking_event(**{**defaults, "esp_event": nested, **kwargs})
 
 
 def test_event_rows_are_stored_as_event_instances_were():

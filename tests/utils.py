@@ -66,3 +66,23 @@ needs_shared_database = pytest.mark.skipif(
     os.environ.get("MAILLOG_TEST_DB") != "postgres",
     reason="needs a database shared by several processes: runs in the PostgreSQL pass",
 )
+
+
+def tracking_event(**fields: Any) -> Any:
+    """A stand-in for anymail's ``AnymailTrackingEvent``: a delivery unless told otherwise."""
+    from types import SimpleNamespace
+
+    base = dict(
+        event_type="delivered",
+        timestamp=None,
+        event_id="ev-1",
+        message_id="esp-1",
+        recipient="ann@example.com",
+        description=None,
+        mta_response=None,
+        reject_reason=None,
+        click_url=None,
+        user_agent=None,
+        esp_event={"type": "delivery"},
+    )
+    return SimpleNamespace(**{**base, **fields})
