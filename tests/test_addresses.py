@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.core.mail import EmailMessage, send_mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.testapp.models import Member
@@ -144,8 +146,12 @@ def test_sparkpost_batch_marks_several_addresses_at_once(client, webhook_auth, c
             }
         },
     ]
-    with commit():
+    with commit(), CaptureQueriesContext(connection) as queries:
         post_json(client, SPARKPOST, batch, webhook_auth)
+    # PostgreSQL: the batch's addresses are locked once, in address order.
+    table = Address._meta.db_table
+    locks = [q for q in queries if "FOR NO KEY UPDATE" in q["sql"] and table in q["sql"]]
+    assert len(locks) == (1 if connection.vendor == "postgresql" else 0)
     assert status_of("a@example.com") == AddressStatus.INVALID
     assert status_of("b@example.com") == AddressStatus.SPAM
     assert not Address.objects.filter(address="c@example.com", status__in=["bounced"]).exists()

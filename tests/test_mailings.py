@@ -303,6 +303,24 @@ def test_tampered_and_expired_links_do_nothing(
     assert Address.objects.get(address="m1@example.com").status == AddressStatus.CONFIRMED
 
 
+def test_tokens_are_signed_as_djangos_own_signer_signs(settings):
+    from django.core import signing
+
+    from wagtail_maillog import tokens
+
+    for key in ("first-secret-key", "ключ-второй"):
+        settings.SECRET_KEY = key
+        ours = tokens._signer("maillog.test", key)
+        for value in ("a", "eyJhIjo3fQ:1tQx", "ü" * 300):
+            django = signing.TimestampSigner(salt="maillog.test", algorithm="sha256")
+            assert ours.signature(value) == django.signature(value)
+        token = tokens.make({"a": 7, "m": 3}, "maillog.test")
+        assert tokens.read(token, "maillog.test", 1) == {"a": 7, "m": 3}
+        assert tokens.read(token, "another.salt", 1) == tokens.INVALID
+    settings.SECRET_KEY = "first-secret-key"
+    assert tokens.read(token, "maillog.test", 1) == tokens.INVALID  # made with the other key
+
+
 def test_public_pages_are_rate_limited(client, settings):
     settings.WAGTAIL_MAILLOG = {"PUBLIC_RATE_LIMIT": 5}
     codes = [client.get("/mail/unsubscribe/nonsense/").status_code for _ in range(7)]

@@ -110,8 +110,12 @@ def _team(label: MailLabel) -> Any:
     return user.groups.order_by("name").first()
 
 
-def record_message(message: Any, esp_name: str = "", connector: str = "") -> Message:
-    """Create the log rows of an outgoing ``EmailMessage`` (status "sending")."""
+def record_message(
+    message: Any, esp_name: str = "", connector: str = "", status: str = rules.Status.SENDING
+) -> Message:
+    """Create the log rows of an outgoing ``EmailMessage``, its recipients in ``status``
+    ("sending" as it leaves; the outbox records "pending" straight away: one write
+    per recipient row, not an INSERT and then an UPDATE of every index)."""
     label = label_for(message)
     stack_source = None if label.source else source_from_stack()
     source = label.source or stack_source or get_setting("DEFAULT_SOURCE")
@@ -153,7 +157,7 @@ def record_message(message: Any, esp_name: str = "", connector: str = "") -> Mes
         Recipient,
         ["message", "created_at", "address", "name", "role", "status", "status_at"],
         (
-            (row.pk, now, address, name, role, rules.Status.SENDING, now)
+            (row.pk, now, address, name, role, status, now)
             for role, values in (
                 (Role.TO, message.to),
                 (Role.CC, message.cc),

@@ -63,14 +63,19 @@ def set_status(
     changes: Iterable[tuple[str, str, str]],
     user: Any = None,
     recipient_ids: dict[str, int] | None = None,
+    locked: bool = False,
 ) -> int:
-    """Apply (address, new status, cause) triples; returns how many addresses changed."""
+    """Apply (address, new status, cause) triples; returns how many addresses changed.
+
+    ``locked``: the caller already holds the locks of these addresses (:func:`lock`).
+    """
     changes = list(changes)
     if not changes:
         return 0
     now = timezone.now()
     with transaction.atomic():
-        lock(a for a, _s, _c in changes)
+        if not locked:
+            lock(a for a, _s, _c in changes)
         rows = ensure(a for a, _s, _c in changes)
         history, touched = [], {}
         for address, new, cause in changes:
@@ -118,7 +123,7 @@ def on_status_changed(sender: Any, changes: list[Any], **kwargs: Any) -> None:
         }
         triples.append((change.address, problem, cause))
         recipients[normalize(change.address)] = change.recipient_id
-    set_status(triples, recipient_ids=recipients)
+    set_status(triples, recipient_ids=recipients, locked=True)
     now = timezone.now()
     for addresses in filter_in(Address.objects.all(), "address", sorted(seen)):
         addresses.update(last_event_at=now)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection
+from django.db import connections
 from django.db.models import Q, QuerySet
 
 from ..addresses import normalize
@@ -47,26 +47,29 @@ def is_whole_address(query: str) -> bool:
 SUBJECT_IDS_MAX = 1000
 
 
-def _subject_condition(query: str) -> Q:
-    subjects = Message.objects.filter(subject__icontains=query).values_list("pk", flat=True)
-    if connection.vendor == "postgresql":
+def _subject_condition(query: str, using: str) -> Q:
+    subjects = (
+        Message.objects.using(using).filter(subject__icontains=query).values_list("pk", flat=True)
+    )
+    if connections[using].vendor == "postgresql":
         ids = list(subjects[: SUBJECT_IDS_MAX + 1])
         if len(ids) <= SUBJECT_IDS_MAX:
             return Q(message_id__in=ids)
     return Q(message_id__in=subjects)
 
 
-def search_condition(query: str) -> Q:
-    """The filter for ``query`` on recipients (an empty query matches everything)."""
+def search_condition(query: str, using: str = "default") -> Q:
+    """The filter for ``query`` on recipients of database ``using`` (an empty query
+    matches everything)."""
     query = query.strip()
     if not query:
         return Q()
     if is_whole_address(query):
         return Q(address=normalize(query))
-    return Q(address__icontains=query) | _subject_condition(query)
+    return Q(address__icontains=query) | _subject_condition(query, using)
 
 
 def search_recipients(queryset: QuerySet[Recipient], query: str) -> QuerySet[Recipient]:
     """``queryset`` narrowed to the mail matching ``query`` (see the module's docstring)."""
-    condition = search_condition(query)
+    condition = search_condition(query, queryset.db)
     return queryset.filter(condition) if condition else queryset

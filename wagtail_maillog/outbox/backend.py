@@ -17,7 +17,7 @@ from django.utils import timezone
 from .. import status as rules
 from ..conf import get_setting
 from ..context import label_for
-from ..models import OutboxItem, Recipient, SendState
+from ..models import OutboxItem, SendState
 from ..recording import record_message
 from . import connectors
 from .payload import dump
@@ -38,8 +38,7 @@ def enqueue(message: Any) -> OutboxItem:
     label = label_for(message)
     connector = connectors.resolve(label.connector)
     now = timezone.now()
-    row = record_message(message, connector=connector)
-    Recipient.objects.filter(message=row).update(status=rules.Status.PENDING, status_at=now)
+    row = record_message(message, connector=connector, status=rules.Status.PENDING)
     state, due = _when(label, now)
     if state == SendState.QUEUED and not connectors.is_enabled(connector):
         state = SendState.CONNECTOR_DISABLED
