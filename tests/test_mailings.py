@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db.models import F
 from django.utils import timezone
 
 from tests.testapp.models import Member
@@ -377,15 +378,50 @@ def test_cancel_while_queued_takes_the_rest_out_of_the_outbox(
 
 
 def test_queuing_twice_queues_nobody_twice(
-    settings, members, held, django_capture_on_commit_callbacks
+    settings, members, held, django_capture_on_commit_callbacks, monkeypatch
 ):
     """A task that runs again (a crash, a retry by django-q2) skips who is queued already."""
     connectors(settings, BATCH_SIZE=3)
     mailing = send_now(draft(), django_capture_on_commit_callbacks)
     Mailing.objects.filter(pk=mailing.pk).update(state=MailingState.QUEUING)
+    # Hours later (the every-minute schedule restarts a lost task): the first run's
+    # start is kept, and its rows are found.
+    later = timezone.now() + timedelta(hours=5)
+    monkeypatch.setattr(timezone, "now", lambda: later)
     sending.queue_mailing(mailing.pk)
     assert sending.recipients_of(mailing).count() == 7
     assert OutboxItem.objects.count() == 3
+    assert Mailing.objects.get(pk=mailing.pk).started_at == mailing.started_at
+
+
+def test_an_older_run_stops_when_a_later_one_took_over(
+    settings, members, held, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Two runs at once (the schedule restarted a task it thought lost): only the
+    latest writes, and together they queue everybody once."""
+    connectors(settings, BATCH_SIZE=3)
+    real, results = sending._queue_chunk, []
+
+    def then_another_run_claims(run, *args):
+        results.append(real(run, *args))
+        if len(results) == 1:
+            Mailing.objects.filter(pk=run.mailing.pk).update(queue_runs=F("queue_runs") + 1)
+        return results[-1]
+
+    monkeypatch.setattr(sending, "_queue_chunk", then_another_run_claims)
+    mailing = send_now(draft(), django_capture_on_commit_callbacks)
+    assert results == [True, False]
+    assert mailing.state == MailingState.QUEUING
+    first = sending.recipients_of(mailing).count()
+    assert 0 < first < 7
+
+    monkeypatch.setattr(sending, "_queue_chunk", real)
+    assert sending.queue_mailing(mailing.pk).endswith("queued")
+    mailing.refresh_from_db()
+    assert mailing.queue_runs == 3
+    addresses = list(sending.recipients_of(mailing).values_list("address", flat=True))
+    assert len(addresses) == len(set(addresses)) == 7
+    assert mailing.queued_count == 7
 
 
 def test_only_a_draft_can_be_sent(settings, members, django_capture_on_commit_callbacks):

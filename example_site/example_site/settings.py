@@ -125,6 +125,8 @@ MEDIA_ROOT = BASE_DIR / "media"
 WAGTAIL_SITE_NAME = "Example Club"
 WAGTAILADMIN_BASE_URL = os.environ.get("WAGTAILADMIN_BASE_URL", "http://localhost:8000")
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
+# The demo runs offline: Wagtail's default avatar instead of a Gravatar request.
+WAGTAIL_GRAVATAR_PROVIDER_URL = None
 
 # Mail goes through the outbox (queued, sent by the django-q2 cluster, retried
 # on failure), which hands it to a connector: here both are the sandbox ESP,

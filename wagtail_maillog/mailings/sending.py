@@ -7,7 +7,8 @@ address, records one log row per recipient and puts the chunk in the
 outbox: as one batch message with per-recipient merge data where the
 connector's ESP supports it, else one rendered message per recipient.
 
-Safe to run twice or after a crash: each chunk locks the mailing row and
+Safe to run twice or after a crash: each chunk locks the mailing row, only
+the latest run goes on (an older one stops at its next chunk), and a run
 leaves out addresses that already have a row in this mailing, so nobody is
 queued twice; a cancelled mailing stops at the next chunk.
 """
@@ -24,11 +25,20 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..context import label
-from ..models import Address, AddressStatus, Mailing, MailingState, OutboxItem, Recipient
+from ..models import (
+    Address,
+    AddressStatus,
+    Mailing,
+    MailingState,
+    Message,
+    OutboxItem,
+    Recipient,
+)
 from ..models.outbox import CANCELLABLE_STATES
 from ..outbox.backend import enqueue
 from . import audiences, content
@@ -135,12 +145,19 @@ def cancel(mailing: Mailing, user: Any = None) -> int:
 
 def queue_mailing(pk: int) -> str:
     """Queue every recipient of mailing ``pk`` in the outbox (the django-q2 task)."""
+    # started_at is kept from the first run: a later run looks for the earlier runs'
+    # rows from then on (_already_queued).
     claimed = Mailing.objects.filter(
         pk=pk, state__in=[MailingState.STARTING, MailingState.QUEUING]
-    ).update(state=MailingState.QUEUING, started_at=timezone.now())
+    ).update(
+        state=MailingState.QUEUING,
+        started_at=Coalesce(F("started_at"), Value(timezone.now())),
+        queue_runs=F("queue_runs") + 1,
+    )
     if not claimed:
         return f"mailing {pk}: nothing to do"
     mailing = Mailing.objects.select_related("sent_by", "page").get(pk=pk)
+    run = _Run(mailing)
     try:
         audience = audiences.get(mailing.audience)
         if audience is None:
@@ -148,8 +165,8 @@ def queue_mailing(pk: int) -> str:
         plan = plan_for(mailing.connector or None)
         body = content.build(mailing)
         for chunk in audience.entries(plan.batch_size if plan.batched else 500):
-            if not _queue_chunk(mailing, chunk, plan, body):
-                return f"mailing {pk}: cancelled"
+            if not _queue_chunk(run, chunk, plan, body):
+                return f"mailing {pk}: cancelled or taken over by a later run"
     except Exception as exc:
         Mailing.objects.filter(pk=pk, state=MailingState.QUEUING).update(
             state=MailingState.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000]
@@ -165,16 +182,41 @@ def queue_mailing(pk: int) -> str:
     return f"mailing {pk}: queued"
 
 
-def _queue_chunk(mailing: Mailing, chunk: list[audiences.Entry], plan: Plan, body: Any) -> bool:
-    """One transaction: filter, record and enqueue one chunk. False if cancelled."""
+class _Run:
+    """One run of the queuing task, and the addresses it queued so far.
+
+    The first run of a mailing finds nobody queued before it: it remembers
+    whom it queued (one address per member, a few MB for 100,000) instead of
+    asking the database each chunk. A later run (after a crash, or the
+    schedule restarting a lost task) also asks the database, for the rows of
+    the runs before it. Only the latest run writes: each chunk checks
+    ``queue_runs`` under the mailing's row lock, and an older run stops.
+    """
+
+    def __init__(self, mailing: Mailing) -> None:
+        self.mailing = mailing
+        self.number = mailing.queue_runs
+        self.queued: set[str] = set()
+
+    def already_queued(self, wanted: set[str]) -> set[str]:
+        done = wanted & self.queued
+        if self.number > 1:
+            done |= _already_queued(self.mailing, wanted - done)
+        return done
+
+
+def _queue_chunk(run: _Run, chunk: list[audiences.Entry], plan: Plan, body: Any) -> bool:
+    """One transaction: filter, record and enqueue one chunk. False if cancelled or
+    a later run took over."""
+    mailing = run.mailing
     with transaction.atomic():
         state = (
             Mailing.objects.select_for_update()
             .filter(pk=mailing.pk)
-            .values_list("state", "skipped")
+            .values_list("state", "skipped", "queue_runs")
             .first()
         )
-        if state is None or state[0] != MailingState.QUEUING:
+        if state is None or state[0] != MailingState.QUEUING or state[2] != run.number:
             return False
         skipped = Counter(state[1] or {})
         wanted = {e.address for e in chunk if e.address and "@" in e.address}
@@ -184,9 +226,7 @@ def _queue_chunk(mailing: Mailing, chunk: list[audiences.Entry], plan: Plan, bod
                 "address", "pk", "status"
             )
         }
-        done = set(
-            recipients_of(mailing).filter(address__in=wanted).values_list("address", flat=True)
-        )
+        done = run.already_queued(wanted)
         send_to: list[tuple[audiences.Entry, int]] = []
         for entry in chunk:
             found = health.get(entry.address)
@@ -209,7 +249,40 @@ def _queue_chunk(mailing: Mailing, chunk: list[audiences.Entry], plan: Plan, bod
             skipped=dict(skipped),
             updated_at=timezone.now(),
         )
+    # Only once committed: a chunk rolled back queued nobody.
+    run.queued.update(entry.address for entry, _pk in send_to)
     return True
+
+
+#: Clocks of the servers that may run a mailing's task can differ by up to this much.
+CLOCK_SKEW = timedelta(hours=1)
+
+
+def _already_queued(mailing: Mailing, wanted: set[str]) -> set[str]:
+    """The addresses of ``wanted`` that have a row in this mailing already (queued by
+    an earlier run).
+
+    Two index lookups: the recipient rows of these addresses since the mailing
+    started (the (address, created_at) index), then which of their messages are
+    this mailing's. Joined in one query, PostgreSQL could walk every message of
+    the mailing so far for each chunk instead.
+    """
+    since = (mailing.started_at or timezone.now()) - CLOCK_SKEW
+    rows = list(
+        Recipient.objects.filter(address__in=wanted, created_at__gte=since).values_list(
+            "address", "message_id"
+        )
+    )
+    if not rows:
+        return set()
+    ours = set(
+        Message.objects.filter(
+            pk__in={m for _a, m in rows},
+            content_type=ContentType.objects.get_for_model(Mailing),
+            object_id=str(mailing.pk),
+        ).values_list("pk", flat=True)
+    )
+    return {address for address, message in rows if message in ours}
 
 
 _TOKEN = "0TOKEN0"

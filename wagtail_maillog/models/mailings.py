@@ -93,6 +93,9 @@ class Mailing(models.Model):
         related_name="+",
     )
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    #: How many times the queuing task started: the latest run owns the mailing, and an
+    #: earlier one still going stops at its next chunk.
+    queue_runs = models.PositiveIntegerField(default=0, editable=False)
     queued_at = models.DateTimeField(_("all recipients queued"), null=True, blank=True)
 
     #: Members looked at, mails queued, and members skipped by reason (set while queuing).
@@ -149,7 +152,10 @@ class MailingList(ClusterableModel):
 class MailingListMember(models.Model):
     """One address on a :class:`MailingList`."""
 
-    mailing_list = ParentalKey(MailingList, on_delete=models.CASCADE, related_name="entries")
+    # Indexed below together with the id: a mailing reads its list in pages by id.
+    mailing_list = ParentalKey(
+        MailingList, on_delete=models.CASCADE, related_name="entries", db_index=False
+    )
     address = models.EmailField(_("address"), max_length=254)
     name = models.CharField(_("name"), max_length=255, blank=True)
 
@@ -161,6 +167,10 @@ class MailingListMember(models.Model):
                 fields=["mailing_list", "address"], name="maillog_list_member_unique"
             )
         ]
+        # The pages of one list in id order (``keyset.pages``): an index range, whatever
+        # the planner knows of the table. With the plain foreign-key index, PostgreSQL
+        # read the whole list for each page of a freshly filled table.
+        indexes = [models.Index(fields=["mailing_list", "id"], name="maillog_list_member_page")]
 
     def __str__(self) -> str:
         return self.address
