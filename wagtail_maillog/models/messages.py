@@ -182,7 +182,7 @@ class Event(models.Model):
     timestamp = models.DateTimeField(_("time"), null=True, blank=True)
     received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
     event_id = models.CharField(_("ESP event id"), max_length=255, blank=True)
-    dedupe_key = models.CharField(max_length=64, unique=True)
+    dedupe_key = models.CharField(max_length=64)  # unique: see Meta.constraints
     description = models.TextField(_("description"), blank=True)
     mta_response = models.TextField(_("MTA response"), blank=True)
     reject_reason = models.CharField(_("reject reason"), max_length=32, blank=True)
@@ -196,6 +196,10 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["esp_message_id", "address"], name="maillog_event_espid"),
         ]
+        # A constraint, not ``unique=True``: on PostgreSQL the field would also get a
+        # second, ``LIKE`` index (varchar_pattern_ops) that nothing uses and every
+        # webhook batch pays for (a quarter of the event INSERT's index work).
+        constraints = [models.UniqueConstraint(fields=["dedupe_key"], name="maillog_event_dedupe")]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.address}"
