@@ -70,7 +70,7 @@ def time_count(user: Any) -> tuple[float, int]:
     from django.contrib.auth import get_user_model
     from django.test import RequestFactory
 
-    from wagtail_maillog.admin.outbox_access import outbox_count
+    from wagtail_maillog.admin.outbox_access import TEAM_ATTRIBUTE, outbox_count
 
     factory = RequestFactory()
     user = get_user_model().objects.get(pk=user.pk)  # fresh permission caches
@@ -78,10 +78,12 @@ def time_count(user: Any) -> tuple[float, int]:
     for _ in range(CALLS + 1):
         request = factory.get("/admin/")
         request.user = user
+        user.__dict__.pop(TEAM_ATTRIBUTE, None)  # our team lookup, as on each request
         start = time.perf_counter()
         count = outbox_count(request)
         runs.append((time.perf_counter() - start) * 1000)
-    return statistics.median(runs[1:]), count  # the first call fills permission caches
+    # The first call fills Django's permission cache, which every admin page fills anyway.
+    return statistics.median(runs[1:]), count
 
 
 def measure(messages: int, items: int) -> list[Figure]:

@@ -48,6 +48,7 @@ DEFAULT_HIDDEN = (
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
 COUNT_ATTRIBUTE = "_maillog_outbox_count"
+TEAM_ATTRIBUTE = "_maillog_team"
 
 
 def can_view_outbox(user: Any) -> bool:
@@ -55,24 +56,52 @@ def can_view_outbox(user: Any) -> bool:
     return can_view_log(user)
 
 
-def _mail_of(messages: QuerySet[Message]) -> Q:
-    return Q(message__in=messages.values("pk"))
+def _mail_of(*messages: QuerySet[Message]) -> Q:
+    """Outbox items of any of these messages: one ``IN`` over a ``UNION``.
+
+    Each part is a lookup in an index of the messages (``maillog_msg_team``,
+    ``maillog_msg_creator``). One ``IN`` of the conditions OR-ed together read
+    every message of the log (millions) on every admin page, since the menu
+    badge counts the outbox; one ``IN`` per part made PostgreSQL test each
+    outbox row against every part.
+    """
+    first, *others = (m.values("pk") for m in messages)
+    return Q(message__in=first.union(*others) if others else first)
+
+
+def _team_of(user: Any) -> tuple[list[int], list[int]]:
+    """``user``'s group ids and the ids of everyone in them (``user`` too, if in one).
+
+    Read once per request (kept on the user object): as literal ids, the outbox
+    queries plan in a fraction of the time of nested subqueries of the groups.
+    """
+    team = getattr(user, TEAM_ATTRIBUTE, None)
+    if team is None:
+        memberships = get_user_model().groups.through.objects
+        pairs = memberships.filter(
+            group_id__in=memberships.filter(user_id=user.pk).values("group_id")
+        ).values_list("group_id", "user_id")
+        groups, members = set(), set()
+        for group, member in pairs:
+            groups.add(group)
+            members.add(member)
+        team = (sorted(groups), sorted(members))
+        setattr(user, TEAM_ATTRIBUTE, team)
+    return team
+
+
+def _team_messages(user: Any) -> list[QuerySet[Message]]:
+    """Messages labelled with one of ``user``'s groups, and those created by a member
+    of one (the team part of :func:`.access._own_or_team`)."""
+    groups, members = _team_of(user)
+    return [
+        Message.objects.filter(team__in=groups),
+        Message.objects.filter(created_by__in=members),
+    ]
 
 
 def _team_mail(user: Any) -> Q:
-    """Outbox items whose message is labelled with one of ``user``'s groups or was
-    created by a member of one (the team part of :func:`.access._own_or_team`).
-
-    One ``IN`` per condition, each a lookup in an index of the messages
-    (``maillog_msg_team``, ``maillog_msg_creator``): one ``IN`` of the three
-    conditions OR-ed together read every message of the log (millions) on
-    every admin page, since the menu badge counts the outbox.
-    """
-    groups = user.groups.values("pk")
-    members = get_user_model().groups.through.objects.filter(group__in=groups)
-    return _mail_of(Message.objects.filter(team__in=groups)) | _mail_of(
-        Message.objects.filter(created_by__in=members.values("user_id"))
-    )
+    return _mail_of(*_team_messages(user))
 
 
 def visible_outbox(user: Any) -> QuerySet[OutboxItem]:
@@ -82,7 +111,14 @@ def visible_outbox(user: Any) -> QuerySet[OutboxItem]:
         return qs.none()
     if user.has_perm(VIEW_ALL):
         return qs
-    return qs.filter(_mail_of(Message.objects.filter(created_by=user)) | _team_mail(user))
+    groups, members = _team_of(user)
+    creators = sorted({user.pk, *members})
+    return qs.filter(
+        _mail_of(
+            Message.objects.filter(created_by__in=creators),
+            Message.objects.filter(team__in=groups),
+        )
+    )
 
 
 def view_filter(user: Any, view: str) -> Q:
