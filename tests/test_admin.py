@@ -414,3 +414,22 @@ def test_filter_choices_only_show_what_the_user_may_see(people):
     Message.objects.filter(pk=other.pk).update(source="secret-source")
     page = client_for(people["viewer"]).get(LOG).content.decode()
     assert "Mine" in page and "Secret source" not in page and "secret-source" not in page
+
+
+def test_dates_read_as_djangos_date_filter_in_the_users_time_zone():
+    """The list's date column gives the text of ``{{ value|date:"SHORT_DATETIME_FORMAT" }}``
+    (what django-tables2's DateTimeColumn renders), in the active time zone and locale."""
+    from datetime import UTC, datetime
+
+    from django.template import Context, Template
+    from django.utils import translation
+
+    from wagtail_maillog.admin.tables import ShortDateTimeColumn
+
+    value = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    template = Template('{{ value|date:"SHORT_DATETIME_FORMAT" }}')
+    for zone, language, day in [("Asia/Tokyo", "de", "02.03.2026"), ("UTC", "en", "03/01/2026")]:
+        with timezone.override(zone), translation.override(language):
+            shown = ShortDateTimeColumn().render(value)
+            assert shown == template.render(Context({"value": value}))
+            assert day in shown

@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from ..addresses import members
 from ..models import Address, AddressStatus
 from ..templatetags.maillog_tags import badge
+from .tables import ShortDateTimeColumn
 
 #: address status -> (Wagtail icon, tone). Tones are the colours of maillog.css.
 APPEARANCE: dict[str, tuple[str, str]] = {
@@ -79,10 +80,8 @@ class AddressTable(tables.Table):
     select = AddressCheckboxColumn(attrs={"td": {"class": "bulk-action-checkbox-cell"}})
     address = tables.Column(verbose_name=_("Address"))
     status = tables.Column(verbose_name=_("Status"))
-    status_at = tables.DateTimeColumn(verbose_name=_("Since"), format="SHORT_DATETIME_FORMAT")
-    last_event_at = tables.DateTimeColumn(
-        verbose_name=_("Last event"), format="SHORT_DATETIME_FORMAT"
-    )
+    status_at = ShortDateTimeColumn(verbose_name=_("Since"))
+    last_event_at = ShortDateTimeColumn(verbose_name=_("Last event"))
     member = tables.Column(verbose_name=_("Member"), empty_values=(), orderable=False)
 
     caption = _("Addresses")

@@ -8,12 +8,15 @@ own tables and the checkboxes its bulk-action script expects.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import django_tables2 as tables
 from django import forms
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import template_localtime
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Recipient
@@ -42,9 +45,21 @@ class BulkCheckboxColumn(tables.Column):
         )
 
 
+class ShortDateTimeColumn(tables.Column):
+    """A date and time in the user's time zone and the locale's short format.
+
+    What ``tables.DateTimeColumn(format="SHORT_DATETIME_FORMAT")`` shows, without
+    its template: that column compiles and renders a template with a fresh
+    context per cell, a tenth of a 50-row list page.
+    """
+
+    def render(self, value: datetime) -> str:
+        return date_format(template_localtime(value), "SHORT_DATETIME_FORMAT")
+
+
 class MailLogTable(tables.Table):
     select = BulkCheckboxColumn(attrs={"td": {"class": "bulk-action-checkbox-cell"}})
-    created_at = tables.DateTimeColumn(verbose_name=_("Date"), format="SHORT_DATETIME_FORMAT")
+    created_at = ShortDateTimeColumn(verbose_name=_("Date"))
     related = tables.Column(
         verbose_name=_("Related object"), accessor="message__related_label", orderable=False
     )
