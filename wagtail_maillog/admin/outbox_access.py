@@ -90,18 +90,16 @@ def _team_of(user: Any) -> tuple[list[int], list[int]]:
     return team
 
 
-def _team_messages(user: Any) -> list[QuerySet[Message]]:
-    """Messages labelled with one of ``user``'s groups, and those created by a member
-    of one (the team part of :func:`.access._own_or_team`)."""
+def _team_mail(user: Any, own: bool = False) -> Q:
+    """Outbox items of messages labelled with one of ``user``'s groups or created by
+    a member of one (the team part of :func:`.access._own_or_team`); with ``own``,
+    also those ``user`` created."""
     groups, members = _team_of(user)
-    return [
+    creators = sorted({user.pk, *members}) if own else members
+    return _mail_of(
+        Message.objects.filter(created_by__in=creators),
         Message.objects.filter(team__in=groups),
-        Message.objects.filter(created_by__in=members),
-    ]
-
-
-def _team_mail(user: Any) -> Q:
-    return _mail_of(*_team_messages(user))
+    )
 
 
 def visible_outbox(user: Any) -> QuerySet[OutboxItem]:
@@ -111,14 +109,7 @@ def visible_outbox(user: Any) -> QuerySet[OutboxItem]:
         return qs.none()
     if user.has_perm(VIEW_ALL):
         return qs
-    groups, members = _team_of(user)
-    creators = sorted({user.pk, *members})
-    return qs.filter(
-        _mail_of(
-            Message.objects.filter(created_by__in=creators),
-            Message.objects.filter(team__in=groups),
-        )
-    )
+    return qs.filter(_team_mail(user, own=True))
 
 
 def view_filter(user: Any, view: str) -> Q:
