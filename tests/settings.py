@@ -137,7 +137,27 @@ ANYMAIL = {
     "MAILERSEND_SIGNING_SECRET": "mailersend-test-signing-secret",
     "MANDRILL_WEBHOOK_KEY": "mandrill-test-webhook-key",
     "UNISENDER_GO_API_KEY": "unisender-go-test-api-key",
+    # Replaced by a key made per run in tests/test_hostile_webhooks.py.
+    "POSTAL_WEBHOOK_KEY": "postal-test-public-key",
 }
+# The ESPs whose webhooks the tests post to (a site's would come from its backends):
+# every other /anymail/<esp>/ URL answers 404.
+WEBHOOK_ESPS = [
+    "amazon_ses",
+    "brevo",  # and its old name, sendinblue
+    "mailersend",
+    "mailgun",
+    "mailjet",
+    "mailtrap",
+    "mandrill",
+    "postal",
+    "postmark",
+    "resend",
+    "sendgrid",
+    "sparkpost",
+    "unisender_go",
+]
+WAGTAIL_MAILLOG = {"WEBHOOK_ESPS": WEBHOOK_ESPS}
 
 # In-process by default; the tests' subprocess workers set MAILLOG_Q_BROKER=redis.
 Q_CLUSTER = {"name": "maillog-tests", "sync": True, "workers": 1, "timeout": 60, "retry": 120}
@@ -162,6 +182,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if os.environ.get("MAILLOG_TEST_OUTBOX"):
     EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
     WAGTAIL_MAILLOG = {
+        "WEBHOOK_ESPS": WEBHOOK_ESPS,
         "CONNECTORS": {
             "default": {
                 "BACKEND": os.environ.get("MAILLOG_TEST_ESP", "tests.esp.ScriptedBackend"),

@@ -117,7 +117,7 @@ def confirm_link(message) -> str:
 
 def test_addresses_bulk_request_and_confirm_page(page, browser, live_server, settings):  # noqa: F811
     base = live_server.url
-    settings.WAGTAIL_MAILLOG = {"PUBLIC_BASE_URL": base}
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "PUBLIC_BASE_URL": base}
     members = make_members()
     make_mail(base, timezone.now())  # three hard bounces: three problem addresses
     set_status(

@@ -32,6 +32,13 @@ def send_as(user: User | None, subject: str, to: str = "someone@example.com") ->
     return Message.objects.get(pk=msg._maillog_pk)
 
 
+@pytest.fixture(autouse=True)
+def _store_bodies(settings):
+    """Resend needs the body: these tests keep it (the default, off, is tested in
+    tests/test_secrets.py)."""
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "STORE_BODY": True}
+
+
 @pytest.fixture
 def team():
     return Group.objects.create(name="Support")
@@ -433,3 +440,32 @@ def test_dates_read_as_djangos_date_filter_in_the_users_time_zone():
             shown = ShortDateTimeColumn().render(value)
             assert shown == template.render(Context({"value": value}))
             assert day in shown
+
+
+def test_a_long_timeline_is_paged(people):
+    """20,000 opens on one recipient once made a 25 MB page: 100 events a page."""
+    from wagtail_maillog.models import Event
+
+    message = send_with_ids(["ann@example.com"], "esp-1")
+    recipient = message.recipients.get()
+    now = timezone.now()
+    Event.objects.bulk_create(
+        Event(
+            recipient=recipient,
+            esp_name="Postmark",
+            esp_message_id="esp-1",
+            address="ann@example.com",
+            event_type="opened",
+            timestamp=now + timedelta(seconds=i),
+            dedupe_key=f"open-{i}",
+            raw={"n": i},
+        )
+        for i in range(250)
+    )
+    client = client_for(people["admin"])
+    first = client.get(f"{LOG}{message.pk}/").content.decode()
+    assert first.count('data-event="opened"') == 100
+    assert "Page 1 of 3" in first and "?p=2" in first
+    last = client.get(f"{LOG}{message.pk}/?p=3").content.decode()
+    assert last.count('data-event="opened"') == 50
+    assert client.get(f"{LOG}{message.pk}/?p=999").status_code == 200  # the last page

@@ -216,7 +216,8 @@ def assert_wagtail_styles_loaded(page) -> None:
     assert any("maillog.css" in href for href in linked), "maillog.css is not linked"
 
 
-def test_mail_log_in_a_real_browser(page, live_server):
+def test_mail_log_in_a_real_browser(page, live_server, settings):
+    settings.WAGTAIL_MAILLOG = {**getattr(settings, "WAGTAIL_MAILLOG", {}), "STORE_BODY": True}
     base = live_server.url
     data = make_mail(base, timezone.now())
     login(page, base)
@@ -287,10 +288,18 @@ def test_mail_log_in_a_real_browser(page, live_server):
     confirm = page.get_by_role("button", name="Yes, resend")
     confirm.wait_for()
     check_icons(page, "resend confirmation")
+    # the address bounced: not ticked, and the page says why
+    carol = page.get_by_role("checkbox", name=re.compile("carol.white@exmaple.com"))
+    assert not carol.is_checked()
+    assert page.get_by_text("Not ticked: the address's status is").is_visible()
     shot(page, "05-resend-confirm.png")
+    carol.check()  # ticked anyway: the resend says who got nothing
     confirm.click()
-    success = page.locator(".messages .success", has_text="The message was sent again.")
-    success.wait_for()
+    warning = page.locator(
+        ".messages .warning", has_text="Not sent to 1 recipient because of the address's status"
+    )
+    warning.wait_for()
+    assert "carol.white@exmaple.com" in warning.inner_text()
     resent = Message.objects.filter(resent_from=original)
     assert resent.count() == 1
     new = resent.get()
@@ -321,7 +330,7 @@ def test_mail_log_in_a_real_browser(page, live_server):
     shot(page, "08-bulk-confirm.png")
     page.get_by_role("button", name="Yes, resend").click()
     page.wait_for_url(re.compile(rf"{re.escape(base)}{LOG}(\?.*)?$"))
-    page.locator(".messages .success", has_text="2 mails were sent again.").wait_for()
+    page.locator(".messages .success", has_text="Sent again to 2 recipients.").wait_for()
     shot(page, "09-bulk-done.png")
     for message in (first, second):
         again = Message.objects.filter(resent_from=message)

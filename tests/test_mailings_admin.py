@@ -8,11 +8,13 @@ import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from wagtail.models import PageViewRestriction
 
 from tests.testapp.models import Member
 from tests.utils import client_for, denied, make_user
 from wagtail_maillog.addresses.health import set_status
-from wagtail_maillog.models import AddressStatus, Mailing, MailingState
+from wagtail_maillog.mailings import content
+from wagtail_maillog.models import AddressStatus, Mailing, MailingState, Recipient
 from wagtail_maillog.outbox import worker
 
 pytestmark = pytest.mark.django_db
@@ -203,3 +205,339 @@ def test_cancel_is_offered_only_while_something_can_be_cancelled(
     scheduled = mailing(subject="Later")
     client.post(url("send", scheduled), {"when": "later", "send_at": "2099-01-01 10:00"})
     assert url("cancel", scheduled) in client.get(url("overview", scheduled)).content.decode()
+
+
+# ---- issue #15: what a composer can do with "Send a test", the sender and page bodies ----
+
+NEWS = "News <news@example.com>"
+
+
+def compose(client: Client, **fields: str):
+    """Post the "Add mailing" form as Wagtail's page does."""
+    data = {
+        "subject": "Spring news",
+        "from_email": "",
+        "reply_to": "",
+        "body": body_json("Hello {{ name }}"),
+        "page": "",
+        "audience": "members",
+        "connector": "",
+        **fields,
+    }
+    return client.post(url("add"), data)
+
+
+def field_errors(response, name: str) -> list[str]:
+    form = response.context["form"]
+    return [str(e) for e in form.errors.get(name, [])]
+
+
+def flashed(response) -> str:
+    """The messages Wagtail shows on the page a redirect leads to."""
+    return " ".join(str(m) for m in response.context["messages"])
+
+
+def test_a_test_goes_only_to_the_composers_own_address():
+    editor = client_for(make_user("editor", *COMPOSE))
+    draft = mailing()
+    response = editor.post(
+        url("test", draft), {"to": "victim@example.org", "address": "victim@example.org"}
+    )
+    assert response.status_code == 302
+    (sent,) = mail.outbox
+    assert sent.to == ["editor@example.com"]
+    assert sent.cc == [] and sent.bcc == []
+
+
+def test_a_test_without_an_address_on_the_account_is_refused():
+    user = make_user("editor", *COMPOSE)
+    user.email = ""
+    user.save()
+    response = client_for(user).post(url("test", mailing()), follow=True)
+    assert "your account has no email address" in flashed(response)
+    assert mail.outbox == []
+
+
+def test_a_test_to_an_address_with_a_problem_is_refused(settings):
+    # Even where a site exempted the test's source from suppression.
+    settings.WAGTAIL_MAILLOG = {
+        **settings.WAGTAIL_MAILLOG,
+        "UNSUPPRESSED_SOURCES": ["mailing_test"],
+    }
+    set_status([("editor@example.com", AddressStatus.UNSUBSCRIBED, "clicked unsubscribe")])
+    editor = client_for(make_user("editor", *COMPOSE))
+    response = editor.post(url("test", mailing()), follow=True)
+    text = flashed(response)
+    assert "The test was not sent" in text
+    assert "Problem (unsubscribed)" in text
+    assert mail.outbox == []
+    assert not Recipient.objects.filter(address="editor@example.com").exists()
+
+
+def test_a_test_obeys_suppression_even_at_the_last_moment(settings):
+    """The test message itself is not exempt: the ``pre_send`` suppression blocks it."""
+    from wagtail_maillog.mailings import sending
+
+    settings.WAGTAIL_MAILLOG = {
+        **settings.WAGTAIL_MAILLOG,
+        "UNSUPPRESSED_SOURCES": ["mailing_test"],
+    }
+    user = make_user("editor", *COMPOSE)
+    draft = mailing()
+    body = sending.content.build(draft)
+    message = sending._base_message(draft, body.subject, body.text, body.html, [user.email], True)
+    set_status([("editor@example.com", AddressStatus.BOUNCED, "550")])  # after the check
+    assert message.send() == 0
+    assert mail.outbox == []
+    assert Recipient.objects.get(address="editor@example.com").status == "blocked"
+
+
+def test_from_is_one_of_the_senders_the_site_allows(settings):
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "MAILING_FROM_ADDRESSES": [NEWS]}
+    editor = client_for(make_user("editor", *COMPOSE))
+    page = editor.get(url("add")).content.decode()
+    assert '<select name="from_email"' in page
+    assert "Site default (site@example.com)" in page
+    assert "News &lt;news@example.com&gt;" in page
+
+    for sender in ("Boss <ceo@bank.example>", "ceo@bank.example", "Your Bank <news@example.com>"):
+        response = compose(editor, from_email=sender)
+        assert response.status_code == 200, sender
+        assert "is not a sender this site allows" in field_errors(response, "from_email")[0]
+    assert not Mailing.objects.exists()
+
+    assert compose(editor, from_email=NEWS).status_code == 302
+    assert Mailing.objects.get().from_email == NEWS
+    editor.post(url("test", Mailing.objects.get()))
+    (sent,) = mail.outbox
+    assert sent.from_email == NEWS
+
+
+def test_without_the_setting_only_the_default_sender(settings):
+    editor = client_for(make_user("editor", *COMPOSE))
+    response = compose(editor, from_email="other@example.com")
+    assert "is not a sender this site allows" in field_errors(response, "from_email")[0]
+    assert compose(editor, from_email="site@example.com").status_code == 302
+
+
+def test_line_breaks_in_headers_are_refused(settings):
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "MAILING_FROM_ADDRESSES": [NEWS]}
+    editor = client_for(make_user("editor", *COMPOSE))
+    response = compose(
+        editor,
+        subject="Hello\r\nBcc: all@example.org",
+        from_email=NEWS + "\r\nBcc: all@example.org",
+        reply_to="help@example.com\n",
+    )
+    assert response.status_code == 200
+    for name in ("subject", "from_email", "reply_to"):
+        assert "control characters are not allowed" in " ".join(field_errors(response, name)), name
+    response = compose(editor, subject="Tab\tand bell\x07")
+    assert "control characters are not allowed" in field_errors(response, "subject")[0]
+    assert not Mailing.objects.exists()
+
+
+def test_a_draft_with_a_sender_no_longer_allowed_cannot_be_saved_tested_or_sent(
+    settings, django_capture_on_commit_callbacks
+):
+    old = mailing(from_email="Boss <ceo@bank.example>")
+    editor = client_for(make_user("editor", *COMPOSE))
+    edit = editor.get(url("edit", old))
+    assert "is not a sender this site allows" in field_errors(edit, "from_email")[0]
+    assert "Boss &lt;ceo@bank.example&gt; (not allowed)" in edit.content.decode()
+    saved = editor.post(
+        url("edit", old),
+        {
+            "subject": old.subject,
+            "from_email": old.from_email,
+            "reply_to": "",
+            "body": body_json("Hi"),
+            "page": "",
+            "audience": "members",
+            "connector": "",
+        },
+    )
+    assert saved.status_code == 200
+    assert "is not a sender this site allows" in field_errors(saved, "from_email")[0]
+
+    response = editor.post(url("test", old), follow=True)
+    assert "is not one this site allows" in flashed(response)
+    assert mail.outbox == []
+
+    publisher = client_for(make_user("pub", "send_mailing"))
+    response = publisher.get(url("send", old), follow=True)
+    assert "This mailing cannot be sent" in flashed(response)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = publisher.post(url("send", old), {"when": "now"})
+    assert response["Location"] == url("overview", old)
+    old.refresh_from_db()
+    assert old.state == MailingState.DRAFT
+    worker.process_outbox(time_budget=5)
+    assert mail.outbox == []
+
+
+def test_a_draft_with_a_line_break_in_its_subject_cannot_be_sent():
+    old = mailing(subject="Hello\nBcc: all@example.org")
+    publisher = client_for(make_user("pub", "send_mailing"))
+    response = publisher.post(url("send", old), {"when": "now"}, follow=True)
+    assert "line break" in flashed(response)
+    old.refresh_from_db()
+    assert old.state == MailingState.DRAFT
+
+
+# ---- page bodies --------------------------------------------------------------------
+
+
+@pytest.fixture
+def pages():
+    """The editor may edit the "Club" section; "Members only" in it has a password, and
+    "Board" lies outside what the editor may touch."""
+    from django.contrib.auth.models import Group, Permission
+    from wagtail.models import GroupPagePermission, Page
+
+    from tests.testapp.models import NewsPage
+
+    root = Page.objects.get(depth=1)
+    club = root.add_child(instance=NewsPage(title="Club", slug="club", body="<p>club</p>"))
+    public = club.add_child(
+        instance=NewsPage(title="Open day", slug="open-day", body="<p>open day text</p>")
+    )
+    private = club.add_child(
+        instance=NewsPage(title="Members only", slug="members", body="<p>secret text</p>")
+    )
+    PageViewRestriction.objects.create(
+        page=private, restriction_type=PageViewRestriction.PASSWORD, password="pw"
+    )
+    board = root.add_child(
+        instance=NewsPage(title="Board", slug="board", body="<p>board minutes text</p>")
+    )
+    editors = Group.objects.create(name="Club editors")
+    GroupPagePermission.objects.create(
+        group=editors,
+        page=club,
+        permission=Permission.objects.get(
+            content_type__app_label="wagtailcore", codename="change_page"
+        ),
+    )
+    editor = make_user("editor", *COMPOSE, groups=(editors,))
+    return {"club": club, "public": public, "private": private, "board": board, "editor": editor}
+
+
+def test_only_pages_the_composer_may_see_and_that_are_public_can_be_the_body(pages):
+    client = client_for(pages["editor"])
+    for name, error in (
+        ("private", "This page is private"),
+        ("board", "You may not use this page"),
+    ):
+        response = compose(client, body=body_json(""), page=str(pages[name].pk))
+        assert response.status_code == 200, name
+        assert error in field_errors(response, "page")[0], name
+    assert not Mailing.objects.exists()
+
+    response = compose(client, body=body_json(""), page=str(pages["public"].pk))
+    assert response.status_code == 302
+    draft = Mailing.objects.get()
+    assert client.get(url("preview", draft)).status_code == 200
+    assert "open day text" in client.get(url("preview_html", draft)).content.decode()
+
+
+def test_a_private_page_in_a_saved_draft_is_neither_shown_nor_mailed(
+    pages, django_capture_on_commit_callbacks
+):
+    draft = mailing(page=pages["private"], body="")
+    client = client_for(pages["editor"])
+    edit = client.get(url("edit", draft))
+    assert "This page is private" in field_errors(edit, "page")[0]
+
+    preview = client.get(url("preview", draft), follow=True)
+    assert "No preview: This page is private" in flashed(preview)
+    assert "secret text" not in preview.content.decode()
+    frame = client.get(url("preview_html", draft))
+    assert frame.status_code == 403
+    assert "secret text" not in frame.content.decode()
+
+    test = client.post(url("test", draft), follow=True)
+    assert "The test was not sent. This page is private" in flashed(test)
+    assert mail.outbox == []
+
+
+def test_a_page_outside_the_composers_permissions_is_not_shown(pages):
+    draft = mailing(page=pages["board"], body="")
+    client = client_for(pages["editor"])
+    preview = client.get(url("preview", draft), follow=True)
+    assert "You may not use this page" in flashed(preview)
+    assert "board minutes" not in preview.content.decode()
+    frame = client.get(url("preview_html", draft))
+    assert frame.status_code == 403 and "board minutes" not in frame.content.decode()
+    client.post(url("test", draft))
+    assert mail.outbox == []
+
+
+def test_a_page_that_became_private_after_saving_is_not_sent(
+    pages, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import Group
+
+    draft = mailing(page=pages["public"], body="")
+    later = mailing(page=pages["public"], body="", subject="Later")
+    publisher_user = make_user("pub", "send_mailing", groups=tuple(pages["editor"].groups.all()))
+    publisher = client_for(publisher_user)
+    publisher.post(url("send", later), {"when": "later", "send_at": "2099-01-01 10:00"})
+    later.refresh_from_db()
+    assert later.state == MailingState.SCHEDULED
+
+    # The whole club section becomes members-only (a restriction the page inherits).
+    restriction = PageViewRestriction.objects.create(
+        page=pages["club"], restriction_type=PageViewRestriction.GROUPS
+    )
+    restriction.groups.add(Group.objects.create(name="Members"))
+
+    response = publisher.post(url("send", draft), {"when": "now"}, follow=True)
+    assert "This mailing cannot be sent. This page is private" in flashed(response)
+    draft.refresh_from_db()
+    assert draft.state == MailingState.DRAFT
+
+    # The scheduled one fails when it starts, with the reason, and mails nobody.
+    from wagtail_maillog.mailings import sending
+
+    Mailing.objects.filter(pk=later.pk).update(state=MailingState.STARTING)
+    with pytest.raises(content.Refused):
+        sending.queue_mailing(later.pk)
+    later.refresh_from_db()
+    assert later.state == MailingState.FAILED
+    assert "This page is private" in later.error
+    worker.process_outbox(time_budget=5)
+    assert mail.outbox == []
+
+
+def test_the_body_page_chooser_offers_no_private_page(pages):
+    from wagtail.models import Page
+
+    from wagtail_maillog.admin.mailing_forms import PAGE_CHOOSER_MARK
+
+    client = client_for(pages["editor"])
+    ours = {"user_perms": PAGE_CHOOSER_MARK}
+    club = reverse("wagtailadmin_choose_page_child", args=[pages["club"].pk])
+    html = client.get(club, ours).json()["html"]
+    assert "Open day" in html
+    assert "Members only" not in html
+    root = reverse("wagtailadmin_choose_page_child", args=[Page.objects.get(depth=1).pk])
+    html = client.get(root, ours).json()["html"]
+    assert "Club" in html and "Board" not in html
+    # Other choosers (links in rich text) are left as they were.
+    assert "Members only" in client.get(club).json()["html"]
+
+
+def test_a_refused_sender_is_escaped_in_messages_and_the_form():
+    evil = mailing(from_email="<script>alert(1)</script>@example.com")
+    client = client_for(make_user("all", "send_mailing", *COMPOSE))
+    for response in (
+        client.get(url("edit", evil)),
+        client.post(url("test", evil), follow=True),
+        client.get(url("send", evil), follow=True),
+        client.get(url("preview", evil)),
+    ):
+        html = response.content.decode()
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert mail.outbox == []

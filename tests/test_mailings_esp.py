@@ -37,6 +37,7 @@ def esp(fake_esp: FakeESP, settings) -> FakeESP:
         },
         "DEFAULT_CONNECTOR": "mg",
         "MAILING_BATCH_SIZE": 3,
+        "MAILING_FROM_ADDRESSES": ["news@mg.example.com"],
     }
     for i in range(7):
         Member.objects.create(name=f"Member {i}", email=f"m{i}@example.com")

@@ -17,7 +17,8 @@ from wagtail_maillog.status import Status
 pytestmark = pytest.mark.django_db
 
 
-def test_plain_send_mail_is_recorded_with_each_recipient():
+def test_plain_send_mail_is_recorded_with_each_recipient(settings):
+    settings.WAGTAIL_MAILLOG = {"STORE_BODY": True}
     send_mail("Hello", "Text body", "Site <site@example.com>", ["Bob <Bob@Example.com>", "c@x.org"])
 
     message = Message.objects.get()
@@ -36,7 +37,8 @@ def test_plain_send_mail_is_recorded_with_each_recipient():
     assert attempt.outcome == SendAttempt.Outcome.SENT and attempt.connector == "Test"
 
 
-def test_cc_bcc_headers_tags_metadata_and_attachments():
+def test_cc_bcc_headers_tags_metadata_and_attachments(settings):
+    settings.WAGTAIL_MAILLOG = {"STORE_BODY": True}
     msg = EmailMultiAlternatives(
         "Invoice 42",
         "See attached",

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def history(client, webhook_auth):
-    """Three old messages with events, one new one, one old orphan event."""
+def history(client, webhook_auth, settings):
+    """Three old messages with events, one new one, one old orphan event (bodies kept)."""
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "STORE_BODY": True}
     old = [send_with_ids([f"old{i}@example.com"], f"old-{i}") for i in range(3)]
     new = send_with_ids(["new@example.com"], "new-1")
     for i in range(3):

@@ -23,19 +23,116 @@ def _uses_outbox() -> bool:
     return getattr(settings, "EMAIL_BACKEND", "") == OUTBOX_BACKEND
 
 
+#: Settings an ESP's webhook view reads only when a POST comes (anymail defers
+#: them so the ESP's HEAD check of the URL works): {ESP: anymail setting}.
+DEFERRED_WEBHOOK_SETTINGS = {"mandrill": "webhook_key"}
+
+
+def _served_tracking_views() -> list[tuple[str, Any, Exception | None]]:
+    """(ESP, view object or None, why it cannot be built) for each tracking URL that answers.
+
+    Only URLs that are mounted (reversible) count: a site that receives no
+    webhooks needs no signing keys.
+    """
+    import warnings
+
+    from anymail.signals import inbound
+    from anymail.utils import get_anymail_setting
+    from django.urls import NoReverseMatch, reverse
+
+    from . import webhook_urls
+    from .webhooks import is_served, view_esp
+
+    found: dict[str, tuple[str, Any, Exception | None]] = {}
+    for pattern in webhook_urls.urlpatterns:
+        view_class = pattern.callback.view_class
+        esp = view_esp(view_class)
+        if esp in found or view_class.signal is inbound or not is_served(view_class):
+            continue
+        try:
+            reverse(f"anymail:{pattern.name}")
+        except NoReverseMatch:
+            continue  # not mounted, or needs an argument (no tracking URL does)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # anymail's insecure-webhook warning: W001's
+                view = view_class(**pattern.callback.view_initkwargs)
+            if esp in DEFERRED_WEBHOOK_SETTINGS:
+                get_anymail_setting(
+                    DEFERRED_WEBHOOK_SETTINGS[esp],
+                    esp_name=view_class.esp_name,
+                    allow_bare=True,
+                    kwargs={},
+                )
+        except Exception as exc:  # a missing setting or package, or a key anymail cannot read
+            found[esp] = (esp, None, exc)
+        else:
+            found[esp] = (esp, view, None)
+    return list(found.values())
+
+
 @register()
-def check_webhook_secret(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    anymail = getattr(settings, "ANYMAIL", {}) or {}
-    if anymail.get("WEBHOOK_SECRET") or getattr(settings, "ANYMAIL_WEBHOOK_SECRET", None):
-        return []
-    return [
-        Warning(
-            "ANYMAIL['WEBHOOK_SECRET'] is not set: anyone could post delivery events.",
-            hint='Set ANYMAIL = {"WEBHOOK_SECRET": "user:long-random-secret"} and put the '
-            "same user:secret in your ESP's webhook URL.",
-            id="wagtail_maillog.W001",
+def check_webhooks(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The webhook URLs that answer can be built, and are protected."""
+    from .webhooks import known_esps
+
+    messages: list[Any] = []
+    wanted = get_setting("WEBHOOK_ESPS")
+    names = [wanted] if isinstance(wanted, str) else wanted
+    if wanted is not None and not (
+        isinstance(names, list | tuple | set | frozenset) and all(isinstance(n, str) for n in names)
+    ):
+        return [
+            Error(
+                f'WAGTAIL_MAILLOG["WEBHOOK_ESPS"] must be a list of ESP names or "all", '
+                f"not {wanted!r}.",
+                hint='E.g. WAGTAIL_MAILLOG["WEBHOOK_ESPS"] = ["postmark"].',
+                id="wagtail_maillog.E005",
+            )
+        ]
+    if names is not None:
+        from .webhooks import esp_key
+
+        known = known_esps()
+        unknown = [n for n in names if n.strip().lower() != "all" and esp_key(n) not in known]
+        if unknown:
+            messages.append(
+                Error(
+                    f'WAGTAIL_MAILLOG["WEBHOOK_ESPS"] names {", ".join(map(repr, unknown))}: '
+                    "anymail has no webhooks for that ESP, so its events would be refused (404).",
+                    hint=f'Use anymail\'s names: {", ".join(sorted(known))} (or "all").',
+                    id="wagtail_maillog.E005",
+                )
+            )
+    views = _served_tracking_views()
+    for esp, _view, error in views:
+        if error is not None:
+            messages.append(
+                Error(
+                    f"The {esp} webhook answers, but anymail cannot build its view: {error}",
+                    hint="Add the missing setting or package, or set "
+                    'WAGTAIL_MAILLOG["WEBHOOK_ESPS"] without this ESP. Until then every POST '
+                    "to it fails with HTTP 500.",
+                    id="wagtail_maillog.E004",
+                )
+            )
+    # anymail's own rule: an ESP that signs its requests (and is told the key) needs no secret.
+    open_to_all = sorted(
+        esp
+        for esp, view, _error in views
+        if view is not None and view.warn_if_no_basic_auth and not view.basic_auth
+    )
+    if open_to_all:
+        messages.append(
+            Warning(
+                "ANYMAIL['WEBHOOK_SECRET'] is not set: anyone could post delivery events "
+                f"to the webhooks of {', '.join(open_to_all)}.",
+                hint='Set ANYMAIL = {"WEBHOOK_SECRET": "user:long-random-secret"} and put the '
+                "same user:secret in your ESP's webhook URL.",
+                id="wagtail_maillog.W001",
+            )
         )
-    ]
+    return messages
 
 
 @register()

@@ -14,8 +14,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
-    # Keep the text and HTML body of each message (needed to resend it).
-    "STORE_BODY": True,
+    # Keep the text and HTML body of each message (needed to resend it). Off: the
+    # log is a record of what happened, not an archive. Never for sensitive mail.
+    "STORE_BODY": False,
+    # Sources of mail that carries a credential: never stored with its body.
+    # (Password resets are recognised by Django's form, whatever their source.)
+    "SENSITIVE_SOURCES": ["password_reset", "confirmation"],
+    # Regular expressions of further one-time tokens to cut from stored bodies,
+    # headers and click URLs (Django's reset links and signed values always are).
+    "REDACT_PATTERNS": [],
     # Days of history kept before the purge task deletes it (None: keep forever).
     "RETENTION_DAYS": 30,
     # What the purge deletes: "messages" (everything of an old message) or
@@ -38,7 +45,6 @@ DEFAULTS: dict[str, Any] = {
     # The first pair that matches any caller wins, so list specific ones first.
     "SYSTEM_SOURCES": [
         ("wagtail.contrib.forms", "form"),
-        ("django.contrib.auth", "password_reset"),
         ("wagtail.admin.mail", "wagtail_notification"),
         ("wagtail.users", "wagtail_notification"),
         ("django.utils.log", "error_report"),
@@ -72,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
     # merge data (a connector may set {"MAILING": {"BATCH_SIZE": n, "MERGE_FIELD":
     # "%recipient.{}%"}}; without a known merge-field spelling, one call per recipient).
     "MAILING_BATCH_SIZE": 500,
+    # Senders a mailing may use besides DEFAULT_FROM_EMAIL ("a@b" or "Name <a@b>" each).
+    "MAILING_FROM_ADDRESSES": [],
     # Days an unsubscribe link in a mailing keeps working.
     "UNSUBSCRIBE_MAX_AGE_DAYS": 365,
     # Lost webhooks (hourly): ask the ESP about recipients without a final status
@@ -87,6 +95,12 @@ DEFAULTS: dict[str, Any] = {
     # {email backend: status fetcher} (dotted paths; None: none), merged over
     # the built-in Postmark and Mailgun ones. See docs/fetchers.md.
     "FETCHERS": {},
+    # ESPs whose webhook URLs answer (anymail names or URL prefixes, e.g.
+    # ["postmark", "amazon_ses"], or "all"); None: those of EMAIL_BACKEND, MAILERS and
+    # CONNECTORS. Every other /anymail/<esp>/ URL answers 404. See docs/installation.md.
+    "WEBHOOK_ESPS": None,
+    # Events one webhook request may carry (a larger batch: HTTP 413, nothing stored).
+    "MAX_EVENTS_PER_REQUEST": 5000,
 }
 
 

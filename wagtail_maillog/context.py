@@ -11,9 +11,11 @@ Two ways, both optional; what is said on the message wins over the context::
     with mail_context(source="form", related=form_page):
         send_mail(...)          # any mail sent inside the block
 
-Mail that nobody labelled gets its source from the code that sent it (Django's
-password reset, Wagtail's notifications: see ``SYSTEM_SOURCES``) or
-``DEFAULT_SOURCE``, and counts as system-generated when no user is known.
+Mail that nobody labelled gets its source from the code that sent it
+(Wagtail's notifications: see ``SYSTEM_SOURCES``) or ``DEFAULT_SOURCE``, and
+counts as system-generated when no user is known. A password reset is told by
+Django's form itself (:func:`password_reset_account`), never by the request's
+user: it belongs to the account it is about.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
+from functools import cache
 from typing import Any
 
 from .conf import get_setting
@@ -45,6 +48,7 @@ class MailLabel:
     send_at: Any = None  # an aware datetime: the outbox holds the mail until then
     undo_seconds: int | None = None  # the outbox's undo-send delay for this mail
     suppress: bool | None = None  # False: send even to addresses with a problem status
+    sensitive: bool | None = None  # True: carries a credential, never stored with its body
 
     def merged_over(self, other: MailLabel) -> MailLabel:
         """This label, with the gaps filled from ``other``."""
@@ -106,4 +110,42 @@ def source_from_stack(max_depth: int = 60) -> str | None:
     for prefix, source in get_setting("SYSTEM_SOURCES"):
         if any(m == prefix or m.startswith(prefix + ".") for m in modules):
             return source
+    return None
+
+
+#: The source of Django's and Wagtail's password reset mail.
+PASSWORD_RESET = "password_reset"
+
+
+@dataclass(frozen=True)
+class PasswordReset:
+    """A password reset mail being sent, and the account it is about."""
+
+    account: Any
+
+
+@cache
+def _reset_form() -> type:
+    from django.contrib.auth.forms import PasswordResetForm
+
+    return PasswordResetForm
+
+
+def password_reset_account(max_depth: int = 60) -> PasswordReset | None:
+    """The password reset in progress on this thread's stack, if one is.
+
+    Django's ``PasswordResetForm.send_mail`` (Wagtail's form is a subclass) sends
+    each reset mail with the account in ``context["user"]``: that exact frame, a
+    ``send_mail`` method of such a form, marks a reset; other code of
+    ``django.contrib.auth`` on the stack (``login_required``...) does not.
+    """
+    form = _reset_form()
+    frame = sys._getframe(1)
+    for _depth in range(max_depth):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "send_mail" and isinstance(frame.f_locals.get("self"), form):
+            context = frame.f_locals.get("context")
+            return PasswordReset(context.get("user") if isinstance(context, dict) else None)
+        frame = frame.f_back
     return None

@@ -32,6 +32,7 @@ from . import status as rules
 from .bulk import JSONText, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Event, Recipient
+from .redaction import redact
 from .signals import status_changed
 
 logger = logging.getLogger("wagtail_maillog")
@@ -223,6 +224,11 @@ class RecipientState:
 def event_row(event: Any, esp_name: str, limit: Any = _SETTING) -> EventRow:
     """The row to store for an anymail ``AnymailTrackingEvent``."""
     raw, raw_json = _encoded(event.esp_event, limit)
+    click_url = _text(event.click_url)
+    if click_url and redact(click_url) != click_url:
+        # A click on a reset or unsubscribe link: the token is not for staff to read.
+        click_url, raw_json = redact(click_url), redact(raw_json)
+        raw = json.loads(raw_json)
     return EventRow(
         esp_name=esp_name[:64],
         esp_message_id=_text(event.message_id)[:255],
@@ -234,7 +240,7 @@ def event_row(event: Any, esp_name: str, limit: Any = _SETTING) -> EventRow:
         description=_text(event.description),
         mta_response=_text(event.mta_response),
         reject_reason=_text(event.reject_reason)[:32],
-        click_url=_text(event.click_url),
+        click_url=click_url,
         user_agent=_text(event.user_agent),
         raw=raw,
         raw_json=raw_json,

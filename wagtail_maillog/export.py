@@ -1,6 +1,10 @@
 """The log as rows for scripts: JSON lines or CSV, one row per recipient.
 
 This is a public, stable interface: keys are only ever added, never renamed.
+
+Subjects, addresses and ESP bounce texts come from outside. A spreadsheet
+runs a CSV cell that starts like a formula, so CSV cells are made inert
+(:func:`inert`, OWASP's CSV-injection rule); JSON lines keep the exact text.
 """
 
 from __future__ import annotations
@@ -56,6 +60,24 @@ def export_queryset(
     )
 
 
+#: A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets
+#: (OWASP: = + - @ TAB CR); the full-width = + - @ as well, as a precaution.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def inert(value: Any) -> Any:
+    """A CSV cell no spreadsheet runs as a formula: text that starts like one, also after
+    leading spaces or line breaks (which spreadsheets may trim), gets a ``'`` in front.
+
+    Other values, numbers included, are returned unchanged.
+    """
+    if isinstance(value, str) and (
+        value.startswith(FORMULA_STARTS) or value.lstrip().startswith(FORMULA_STARTS)
+    ):
+        return "'" + value
+    return value
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -93,12 +115,15 @@ class _Echo:
 
 
 def lines(items: Iterable[dict[str, Any]], fmt: str = "jsonl") -> Iterator[str]:
-    """The rows as text, one line at a time: ``"jsonl"`` or ``"csv"`` (with a header)."""
+    """The rows as text, one line at a time: ``"jsonl"`` or ``"csv"`` (with a header).
+
+    CSV cells go through :func:`inert`; JSON lines keep every value as it is.
+    """
     if fmt == "csv":
         writer = csv.DictWriter(_Echo(), fieldnames=FIELDS, extrasaction="ignore")
         yield writer.writeheader()
         for item in items:
-            yield writer.writerow(item)
+            yield writer.writerow({key: inert(value) for key, value in item.items()})
     else:
         for item in items:
             yield json.dumps(item, ensure_ascii=False) + "\n"

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.mime.base import MIMEBase
 from typing import Any
 
@@ -22,10 +25,19 @@ from django.utils.translation import gettext as _
 from . import status as rules
 from .bulk import insert_rows, update_fields
 from .conf import get_setting
-from .context import MailLabel, label_for, source_from_stack
+from .context import (
+    ATTRIBUTE,
+    PASSWORD_RESET,
+    MailLabel,
+    PasswordReset,
+    label_for,
+    password_reset_account,
+    source_from_stack,
+)
 from .events import StatusChange, announce, attach_orphans, lock_esp_ids
 from .models import Message, Recipient, SendAttempt
 from .models.messages import Importance, Role
+from .redaction import is_sensitive, redact, redact_headers
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +62,18 @@ def _addresses(values: Any) -> list[tuple[str, str]]:
         parsed = parse_address_list(values)
     except AnymailInvalidAddress:
         return [(str(v).strip().lower()[:254], "") for v in values]
-    return [(a.addr_spec.lower()[:254], (a.display_name or "")[:255]) for a in parsed]
+    return [(a.addr_spec.lower()[:254], _readable(a.display_name)[:255]) for a in parsed]
+
+
+def _readable(name: str | None) -> str:
+    """A display name as people write it: RFC 2047 encoded words (``=?utf-8?q?S=C3=B8ren?=``,
+    what ``email.utils.formataddr`` makes of "Søren") decoded."""
+    if not name or "=?" not in name:
+        return name or ""
+    try:
+        return str(make_header(decode_header(name)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError):
+        return name
 
 
 def _attachment_names(message: Any) -> list[str]:
@@ -101,6 +124,21 @@ def _related(obj: Any) -> dict[str, Any]:
     }
 
 
+def _about_account(message: Any, label: MailLabel, reset: PasswordReset) -> MailLabel:
+    """A password reset belongs to the account it is about: not to the user who
+    asked for it (anyone may, logged in or not), nor to their team."""
+    own = getattr(message, ATTRIBUTE, None) or MailLabel()
+    return replace(
+        label,
+        source=own.source or PASSWORD_RESET,
+        user=None,
+        team=None,
+        system=True,
+        sensitive=True,
+        related=reset.account if own.related is None else own.related,
+    )
+
+
 def _team(label: MailLabel) -> Any:
     if label.team is not None:
         return label.team
@@ -117,15 +155,22 @@ def record_message(
     ("sending" as it leaves; the outbox records "pending" straight away: one write
     per recipient row, not an INSERT and then an UPDATE of every index)."""
     label = label_for(message)
+    reset = password_reset_account()
+    if reset is not None:
+        label = _about_account(message, label, reset)
     stack_source = None if label.source else source_from_stack()
     source = label.source or stack_source or get_setting("DEFAULT_SOURCE")
     if label.system is not None:
         system = label.system
     else:
         system = stack_source is not None or label.user is None
-    headers = {str(k): str(v) for k, v in (getattr(message, "extra_headers", {}) or {}).items()}
+    headers = redact_headers(
+        {str(k): str(v) for k, v in (getattr(message, "extra_headers", {}) or {}).items()}
+    )
     store_body = label.store_body if label.store_body is not None else get_setting("STORE_BODY")
+    store_body = bool(store_body) and not is_sensitive(source, label.sensitive)
     text, html = _bodies(message) if store_body else ("", "")
+    text, html = redact(text), redact(html)
     attachments = _attachment_names(message)
     now = timezone.now()
     user = label.user if getattr(label.user, "pk", None) else None

@@ -134,6 +134,7 @@ def addresses_css() -> str:
 
 # ---- Mailings (member newsletters) and mailing lists --------------------------
 
+from .admin.mailing_forms import limit_page_chooser  # noqa: E402
 from .admin.mailing_list_views import MailingListViewSet  # noqa: E402
 from .admin.mailing_views import MailingViewSet  # noqa: E402
 
@@ -141,6 +142,9 @@ from .admin.mailing_views import MailingViewSet  # noqa: E402
 @hooks.register("register_admin_viewset")
 def register_mailing_viewsets() -> list[Any]:
     return [MailingViewSet("wagtail_maillog_mailings"), MailingListViewSet("wagtail_maillog_lists")]
+
+
+hooks.register("construct_page_chooser_queryset", limit_page_chooser)
 
 
 @hooks.register("insert_global_admin_js")

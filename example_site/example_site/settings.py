@@ -142,6 +142,11 @@ ANYMAIL = {
     "WEBHOOK_SECRET": os.environ.get("ANYMAIL_WEBHOOK_SECRET", "demo:demo-secret"),
 }
 WAGTAIL_MAILLOG = {
+    # The demo keeps bodies, to show them (and resend). Never those of password
+    # resets and confirmation requests; unsubscribe links in the others are cut.
+    "STORE_BODY": True,
+    # The sandbox needs no webhook; Postmark's URL answers, to try one by hand.
+    "WEBHOOK_ESPS": ["postmark"],
     "SANDBOX_EVENT_DELAY": 5,
     # Two named connectors, so the outbox shows which one each mail goes through.
     "CONNECTORS": {

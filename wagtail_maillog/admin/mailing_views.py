@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
+from django.utils.html import escape
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.clickjacking import xframe_options_sameorigin
@@ -241,6 +242,18 @@ class PreviewView(MailingMixin, TemplateView):
     def allowed(self, user: Any) -> bool:
         return access.can_preview(user)
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """A page body the user may not see, or that became private, is not shown."""
+        mailing = self.mailing
+        refusal = mailing.page_id and content.page_refusal(mailing.page, request.user)
+        if refusal:
+            messages.error(request, _("No preview: %(reason)s") % {"reason": refusal})
+            return redirect(_url("overview", mailing))
+        envelope = content.envelope_refusal(mailing)
+        if envelope:  # the preview shows the body; testing and sending are refused
+            messages.warning(request, envelope)
+        return super().get(request, *args, **kwargs)
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         mailing, user = self.mailing, self.request.user
@@ -274,7 +287,9 @@ class PreviewView(MailingMixin, TemplateView):
 
 
 def sample_values(user: Any) -> dict[str, str]:
-    name = (user.get_full_name() if hasattr(user, "get_full_name") else "") or str(user)
+    name = content.one_line(
+        (user.get_full_name() if hasattr(user, "get_full_name") else "") or str(user)
+    )
     return {
         "name": name,
         "email": getattr(user, "email", "") or "member@example.com",
@@ -289,8 +304,13 @@ class PreviewHtmlView(MailingMixin, View):
         return access.can_preview(user)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        html = content.fill(content.build(self.mailing).html, sample_values(request.user), True)
-        response = HttpResponse(html)
+        mailing = self.mailing
+        refusal = mailing.page_id and content.page_refusal(mailing.page, request.user)
+        if refusal:
+            response = HttpResponseForbidden(escape(refusal))
+        else:
+            html = content.fill(content.build(mailing).html, sample_values(request.user), True)
+            response = HttpResponse(html)
         response["Content-Security-Policy"] = "sandbox; script-src 'none'"
         return response
 
@@ -304,6 +324,9 @@ class SendTestView(MailingMixin, View):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             address = sending.send_test(self.mailing, request.user)
+        except content.Refused as exc:
+            messages.error(request, _("The test was not sent. %(reason)s") % {"reason": exc})
+            return redirect(_url("overview", self.mailing))
         except (sending.MailingError, ImproperlyConfigured) as exc:
             messages.error(request, _("The test was not sent: %(error)s") % {"error": exc})
         else:
@@ -327,6 +350,14 @@ class SendView(MailingMixin, FormView):
             if not mailing.is_draft:
                 messages.warning(request, _("This mailing was sent already."))
                 return redirect(_url("overview", mailing))
+            # Checked again here: the draft may be older than the site's rules (an old
+            # sender), or its page may have become private since it was saved.
+            refusal = content.refusal(mailing, request.user)
+            if refusal:
+                messages.error(
+                    request, _("This mailing cannot be sent. %(reason)s") % {"reason": refusal}
+                )
+                return redirect(_url("overview", mailing))
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -346,7 +377,7 @@ class SendView(MailingMixin, FormView):
             mailing = sending.send(
                 self.mailing, user=self.request.user, send_at=form.cleaned_data["send_at"]
             )
-        except (sending.MailingError, ImproperlyConfigured) as exc:
+        except (sending.MailingError, content.Refused, ImproperlyConfigured) as exc:
             messages.error(self.request, _("Not sent: %(error)s") % {"error": exc})
             return redirect(_url("overview", self.mailing))
         if mailing.state == MailingState.SCHEDULED:

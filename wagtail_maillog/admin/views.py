@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.admin_url_finder import AdminURLFinder
@@ -187,6 +187,10 @@ class MessageMixin(LogAccessMixin):
         ]
 
 
+#: Events of a message's timeline shown per page.
+EVENTS_PER_PAGE = 100
+
+
 class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
     """One message: envelope, recipients, event timeline, message logs, body."""
 
@@ -201,15 +205,20 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
         message = self.message
         user = self.request.user
         recipients = list(message.recipients.order_by("role", "address"))
-        events = list(
+        # Paged: an ESP (or an attacker's image proxy) can send 20,000 opens.
+        events_page = WagtailPaginator(
             Event.objects.filter(recipient__message=message)
             .select_related("recipient")
-            .order_by("timestamp", "received_at", "pk")
-        )
+            .order_by("timestamp", "received_at", "pk"),
+            EVENTS_PER_PAGE,
+        ).get_page(self.request.GET.get("p"))
+        events = list(events_page.object_list)
         context.update(
             message=message,
             recipients=recipients,
             events=events,
+            events_page=events_page,
+            events_pages=events_page.paginator.get_elided_page_range(events_page.number),
             attempts=list(message.attempts.all()),
             # Sorted here: ORDER BY created_at makes SQLite walk the created_at index
             # of every message instead of looking up the (few) resends.
@@ -251,11 +260,16 @@ class ResendView(ActionView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
+        recipients = list(self.message.recipients.order_by("role", "address"))
+        held = actions.held_back(self.message, {r.address for r in recipients})
+        for r in recipients:  # not ticked: the resend would not reach them
+            r.held_reason = held.get(r.address, "")
         context.update(
             message=self.message,
             action="resend",
             refusal=actions.resend_refusal(self.message),
-            recipients=list(self.message.recipients.order_by("role", "address")),
+            recipients=recipients,
+            per_member=actions.mailing_of(self.message) is not None,
             cancel_url=self.detail_url(),
         )
         return context
@@ -271,10 +285,8 @@ class ResendView(ActionView):
         except actions.ActionRefused as refusal:
             messages.error(request, str(refusal))
             return redirect(self.detail_url())
-        if result.error:
-            messages.error(request, _("Resending failed: %(error)s") % {"error": result.error})
-        else:
-            messages.success(request, _("The message was sent again."))
+        level, text = actions.describe([result])
+        getattr(messages, level)(request, text)
         target = result.new.pk if result.new else self.message.pk
         return redirect("wagtail_maillog:detail", target)
 
@@ -303,7 +315,13 @@ class CancelView(ActionView):
             messages.error(request, str(refusal))
         else:
             messages.success(
-                request, _("Sending was cancelled for %(count)d recipient(s).") % {"count": count}
+                request,
+                ngettext(
+                    "Sending was cancelled for %(count)d recipient.",
+                    "Sending was cancelled for %(count)d recipients.",
+                    count,
+                )
+                % {"count": count},
             )
         return redirect(self.detail_url())
 

@@ -19,7 +19,7 @@ one query, and sending streams it in chunks (memory does not grow with it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,19 @@ class Audience:
     def entries(self, chunk: int) -> Iterator[list[Entry]]:
         """The members in chunks of at most ``chunk``, each read once."""
         raise NotImplementedError
+
+    def names(self, addresses: Collection[str]) -> dict[str, str]:
+        """The name of the member of each of these (normalised) addresses, for rendering
+        one member's copy again (a resend); the first member of an address, as sending
+        does. This fallback reads the audience through; subclasses may look them up."""
+        wanted, found = set(addresses), {}
+        for chunk in self.entries(CHUNK):
+            for entry in chunk:
+                if entry.address in wanted:
+                    found.setdefault(entry.address, entry.name)
+            if len(found) == len(wanted):
+                break
+        return found
 
     def breakdown(self) -> Counter[str]:
         """Members per address status (plus ``no_address`` / ``not_known``)."""
@@ -124,6 +137,18 @@ class QuerySetAudience(Audience):
         # Keyset pages, not one open cursor: the sender writes between the chunks.
         for page in keyset.pages(self._annotated(), chunk, "_maillog_address", "_maillog_name"):
             yield [Entry(address or "", str(name or "")) for _pk, address, name in page]
+
+    def names(self, addresses: Collection[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        rows = (
+            self._annotated()
+            .filter(_maillog_address__in=list(addresses))
+            .order_by("pk")
+            .values_list("_maillog_address", "_maillog_name")
+        )
+        for address, name in rows:
+            found.setdefault(address, str(name or ""))
+        return found
 
     def _with_status(self) -> QuerySet[Any]:
         status = Address.objects.filter(address=OuterRef("_maillog_address")).values("status")[:1]

@@ -23,12 +23,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from ..addresses import normalize
 from ..context import label
 from ..models import (
     Address,
@@ -39,6 +43,7 @@ from ..models import (
     OutboxItem,
     Recipient,
 )
+from ..models.addresses import PROBLEMS
 from ..models.outbox import CANCELLABLE_STATES
 from ..outbox.backend import enqueue
 from . import audiences, content
@@ -163,6 +168,11 @@ def queue_mailing(pk: int) -> str:
         if audience is None:
             raise MailingError(f"Unknown audience {mailing.audience!r}")
         plan = plan_for(mailing.connector or None)
+        # Checked again when it starts: a scheduled mailing's sender may have left
+        # MAILING_FROM_ADDRESSES since it was scheduled.
+        refusal = content.envelope_refusal(mailing)
+        if refusal:
+            raise content.Refused(refusal)
         body = content.build(mailing)
         for chunk in audience.entries(plan.batch_size if plan.batched else 500):
             if not _queue_chunk(run, chunk, plan, body):
@@ -294,7 +304,9 @@ def _values(
     """One member's merge values; ``pattern`` is the unsubscribe URL with ``_TOKEN`` in it
     (one ``reverse()`` per chunk, not per member)."""
     url = pattern.replace(_TOKEN, make_token(address_pk, mailing.pk))
-    return {"name": entry.name, "email": entry.address, "unsubscribe_url": url}
+    # A member's name goes into the subject: no line break may start a header.
+    name = content.one_line(entry.name) if entry.name else ""
+    return {"name": name, "email": entry.address, "unsubscribe_url": url}
 
 
 def _base_message(
@@ -316,7 +328,7 @@ def _base_message(
         system=False,
         connector=mailing.connector or None,
         undo_seconds=0,
-        suppress=False if test else None,
+        suppress=True if test else None,  # a test obeys suppression, whatever its source
     )
     return message
 
@@ -342,32 +354,84 @@ def _messages(
         yield message
         return
     for entry, pk in send_to:
-        values = _values(mailing, entry, pk, pattern)
-        message = _base_message(
-            mailing,
-            content.fill(body.subject, values),
-            content.fill(body.text, values),
-            content.fill(body.html, values, html=True),
-            [entry.address],
-        )
-        token = values["unsubscribe_url"].rstrip("/").rsplit("/", 1)[-1]
-        message.extra_headers = {
-            "List-Unsubscribe": f"<{one_click_url(token)}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
-        yield message
+        yield member_message(mailing, entry, pk, body, pattern)
+
+
+def member_message(
+    mailing: Mailing,
+    entry: audiences.Entry,
+    address_pk: int,
+    body: content.Content,
+    pattern: str | None = None,
+) -> EmailMultiAlternatives:
+    """One member's own copy, rendered here: their merge values, their own unsubscribe
+    link and RFC 8058 ``List-Unsubscribe`` headers.
+
+    The mailing's per-recipient path, and what a resend to a member sends (a batch
+    cannot be sent again as it was: the ESP filled in its merge fields).
+    """
+    values = _values(mailing, entry, address_pk, pattern or unsubscribe_url(_TOKEN))
+    message = _base_message(
+        mailing,
+        content.fill(body.subject, values),
+        content.fill(body.text, values),
+        content.fill(body.html, values, html=True),
+        [entry.address],
+    )
+    token = values["unsubscribe_url"].rstrip("/").rsplit("/", 1)[-1]
+    message.extra_headers = {
+        "List-Unsubscribe": f"<{one_click_url(token)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return message
 
 
 # ---- a test to oneself ---------------------------------------------------
 
 
 def send_test(mailing: Mailing, user: Any) -> str:
-    """Send the mailing to ``user`` alone, marked as a test; returns the address."""
+    """Send the mailing to ``user``'s own address alone, marked as a test; returns it.
+
+    Refused (``MailingError`` / ``content.Refused``, with the reason) when the
+    account has no usable address, when that address has a problem status
+    (a test obeys suppression like any mail), or when the user could not send
+    the mailing as it is (sender not allowed, a line break in a header, a page
+    body they may not see or that is private).
+    """
     address = (getattr(user, "email", "") or "").strip()
     if not address:
-        raise MailingError("Your account has no email address")
+        raise MailingError(
+            _("your account has no email address; add one in your account settings.")
+        )
+    try:
+        if content.has_control_characters(address):
+            raise ValidationError("control characters")
+        validate_email(address)
+    except ValidationError:
+        raise MailingError(
+            _("the email address of your account is not valid; correct it in your settings.")
+        ) from None
+    refusal = content.refusal(mailing, user)
+    if refusal:
+        raise content.Refused(refusal)
+    problem = (
+        Address.objects.filter(address=normalize(address), status__in=PROBLEMS)
+        .values_list("status", flat=True)
+        .first()
+    )
+    if problem:
+        raise MailingError(
+            _(
+                "your address %(address)s has the status “%(status)s”, so mail to it is not "
+                "sent. Once the address works again, someone who manages addresses can "
+                "clear the problem."
+            )
+            % {"address": address, "status": AddressStatus(problem).label}
+        )
     body = content.build(mailing)
-    name = (user.get_full_name() if hasattr(user, "get_full_name") else "") or str(user)
+    name = content.one_line(
+        (user.get_full_name() if hasattr(user, "get_full_name") else "") or str(user)
+    )
     values = {"name": name, "email": address, "unsubscribe_url": preview_unsubscribe_url()}
     message = _base_message(
         mailing,
@@ -378,7 +442,8 @@ def send_test(mailing: Mailing, user: Any) -> str:
         test=True,
     )
     label(message, user=user)
-    message.send()
+    if not message.send():  # suppressed at the last moment (the pre_send receiver)
+        raise MailingError(_("your address has a problem status; no test was sent."))
     return address
 
 
