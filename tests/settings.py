@@ -82,11 +82,18 @@ elif _db == "mysql":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": "test",
+            "NAME": os.environ.get("MAILLOG_MYSQL_NAME", "test"),
             "HOST": os.environ.get("MAILLOG_MYSQL_HOST", "127.0.0.1"),
             "USER": os.environ.get("MAILLOG_MYSQL_USER", "root"),
             "PASSWORD": os.environ.get("MAILLOG_MYSQL_PASSWORD", ""),
-            "TEST": {"NAME": "test_wagtail_maillog"},
+            "PORT": os.environ.get("MAILLOG_MYSQL_PORT", "3306"),
+            # utf8mb4 for every character (emoji, astral scripts); READ COMMITTED
+            # (Django's default since 2.0) so a worker sees rows others committed.
+            "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},
+            "TEST": {
+                "NAME": "test_wagtail_maillog" + os.environ.get("MAILLOG_TEST_DB_SUFFIX", ""),
+                "CHARSET": "utf8mb4",
+            },
         }
     }
 elif os.environ.get("MAILLOG_SQLITE_PATH"):

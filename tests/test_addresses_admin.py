@@ -95,6 +95,15 @@ def test_pages_are_forbidden_without_manage_addresses(people, url):
         assert denied(response), (name, response.status_code)
 
 
+def test_the_default_sort_is_marked_and_dates_read_as_wagtails(people):
+    add("ann@example.com")
+    page = client_for(people["admin"]).get(ADDRESSES).content.decode()
+    since = re.search(r'<th[^>]*data-column="status_at"[^>]*>.*?</th>', page, re.S).group(0)
+    assert 'aria-sort="descending"' in since and "teal" in since
+    row = re.search(r"<tr[^>]*data-address=.*?</tr>", page, re.S).group(0)
+    assert 'class="w-human-readable-date"' in row and "Just now" in row
+
+
 def test_actions_change_nothing_without_manage_addresses(people):
     bounced = add("b@example.com", AddressStatus.BOUNCED)
     fresh = add("f@example.com")
@@ -259,7 +268,8 @@ def test_detail_shows_history_member_and_recent_mail(people, client, webhook_aut
 
     html = client_for(people["manager_with_log"]).get(f"{ADDRESSES}{address.pk}/").content.decode()
     assert "Problem (bounced)" in html
-    assert "Bounced of a message to this address" in html  # the cause
+    assert "A message to this address bounced." in html  # the cause
+    assert "Bounced of a message" not in html
     assert f'href="/admin/maillog/{message.pk}/"' in html  # the message of the change
     assert member.name in html
     assert "Event registration" in html and 'data-status="bounced"' in html  # recent mail
@@ -269,13 +279,13 @@ def test_detail_shows_history_member_and_recent_mail(people, client, webhook_aut
     # a log permission that does not cover this (system) mail: no link to it
     own_only = make_user("ownonly", "manage_addresses", "view_message")
     html = client_for(own_only).get(f"{ADDRESSES}{address.pk}/").content.decode()
-    assert "Bounced of a message to this address" in html
+    assert "A message to this address bounced." in html
     assert f'href="/admin/maillog/{message.pk}/"' not in html
     assert "Event registration" not in html
 
     # without a log permission: the history without links, no mail
     html = client_for(people["manager"]).get(f"{ADDRESSES}{address.pk}/").content.decode()
-    assert "Bounced of a message to this address" in html
+    assert "A message to this address bounced." in html
     assert f'href="/admin/maillog/{message.pk}/"' not in html
     assert "Event registration" not in html and "You may not view the mail log" in html
 
@@ -403,6 +413,8 @@ def test_resend_to_those_who_did_not_react_for_n_days(people):
     client = client_for(people["manager"])
     page = client.get(f"{ADDRESSES}resend/").content.decode()
     assert "2 addresses are waiting for confirmation." in page
+    # a time such as "10 a.m." ends with a full stop of its own: no sentence ends on it
+    assert "Oldest request sent:" in page and ".." not in page.split("Oldest request sent:")[1][:60]
     assert client.post(f"{ADDRESSES}resend/", {"days": "0"}).status_code == 200  # invalid
     assert mail.outbox == []
 

@@ -35,6 +35,7 @@ from tests.test_browser import (  # noqa: F401 (browser, offline_admin, page are
     assert_wagtail_styles_loaded,
     browser,
     check_icons,
+    dark_shot,
     login,
     offline_admin,
     page,
@@ -49,6 +50,7 @@ pytestmark = pytest.mark.browser
 ADDRESSES = "/admin/maillog/addresses/"
 DOC_SHOTS = {  # screenshot in ARTIFACTS -> name in docs/images
     "addresses-01-list.png": "addresses-list.png",
+    "addresses-01-list-dark.png": "addresses-list-dark.png",
     "addresses-04-bulk-confirm.png": "addresses-bulk.png",
     "addresses-05-confirm-page.png": "addresses-confirm.png",
     "addresses-06-confirmed.png": "addresses-confirmed.png",
@@ -158,6 +160,47 @@ def test_addresses_bulk_request_and_confirm_page(page, browser, live_server, set
     assert page.locator("#listing-results [title*='<script>']").count() == 1  # text, not code
     check_icons(page, "addresses list")
     shot(page, "addresses-01-list.png")
+    dark_shot(page, "addresses-01-list-dark.png")
+    # the default order is marked, as Wagtail marks a sorted column
+    since = page.locator('#listing-results th[data-column="status_at"]')
+    assert since.get_attribute("aria-sort") == "descending"
+    assert "teal" in since.locator("a").get_attribute("class")
+
+    # ---- a 390 px phone: the header still reads "Addresses" ------------------
+    desktop = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    # the page's name, as shown (not the screen readers' h1): whole, not cut by a box
+    shown = ""
+    for _attempt in range(20):  # the header lays itself out again after the resize
+        page.wait_for_timeout(100)
+        shown = page.evaluate(
+            """() => {
+            const whole = text => {
+                const range = document.createRange();
+                range.selectNodeContents(text);
+                const box = range.getBoundingClientRect();
+                if (box.width < 1 || box.left < 0 || box.right > innerWidth) return false;
+                for (let up = text.parentElement; up; up = up.parentElement) {
+                    if (getComputedStyle(up).overflow === 'visible') continue;
+                    const clip = up.getBoundingClientRect();
+                    if (box.left < clip.left - 1 || box.right > clip.right + 1) return false;
+                }
+                return true;
+            };
+            return [...document.querySelectorAll('header *')]
+                .filter(e => !e.closest('.w-sr-only') && e.getClientRects().length)
+                .flatMap(e => [...e.childNodes])
+                .filter(n => n.nodeType === Node.TEXT_NODE && n.textContent.trim() === 'Addresses')
+                .some(whole) ? 'whole' : 'cut';
+        }"""
+        )
+        if shown == "whole":
+            break
+    shot(page, "addresses-01c-phone.png")
+    assert shown == "whole", shown
+    resend_button = page.get_by_role("link", name="Resend unanswered requests")
+    assert resend_button.is_visible()  # its icon, named for screen readers
+    page.set_viewport_size(desktop)
 
     # ---- the header button: resend to those who did not react --------------
     page.get_by_role("link", name="Resend unanswered requests").click()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -144,6 +145,61 @@ def test_filters_search_and_sorting(people, client, webhook_auth):
     assert [r.record.address for r in ordered] == ["ann@example.com", "bob@example.com"]
     page = admin.get(LOG).content.decode()
     assert 'data-status="bounced"' in page and "Hard bounce" not in page
+
+
+def test_status_filter_offers_every_status_and_a_not_delivered_group(people):
+    rows = {
+        Status.NONE: "none@example.com",
+        Status.BOUNCED: "bounced@example.com",
+        Status.BLOCKED: "blocked@example.com",
+        Status.CANCELLED: "cancelled@example.com",
+        Status.DELIVERED: "delivered@example.com",
+        Status.COMPLAINED: "complained@example.com",
+    }
+    for status, address in rows.items():
+        message = send_as(None, f"To {address}", to=address)
+        Recipient.objects.filter(message=message).update(status=status)
+    admin = client_for(people["admin"])
+
+    def shown(query: str) -> set[str]:
+        response = admin.get(LOG + "?" + query)
+        assert response.status_code == 200
+        return {row.record.address for row in response.context["table"].rows}
+
+    offered = [v for v, _label in admin.get(LOG).context["filters"].form.fields["status"].choices]
+    assert offered == ["not_delivered", *Status.values]  # "None" too
+    assert shown("status=none") == {"none@example.com"}
+    # bounced, invalid, rejected, blocked, failed, cancelled; complained mail did arrive
+    assert shown("status=not_delivered") == {
+        "bounced@example.com",
+        "blocked@example.com",
+        "cancelled@example.com",
+    }
+    assert shown("status=not_delivered&status=delivered") == {
+        "bounced@example.com",
+        "blocked@example.com",
+        "cancelled@example.com",
+        "delivered@example.com",
+    }
+
+
+def test_delivered_says_it_may_still_be_filed_as_spam(people):
+    message = send_as(None, "Hello", to="dee@example.com")
+    Recipient.objects.filter(message=message).update(status=Status.DELIVERED)
+    page = client_for(people["admin"]).get(LOG).content.decode()
+    assert 'data-status="delivered"' in page
+    assert "It may still have been filed as spam" in page  # seed 002's caveat, as tooltip
+
+
+def test_yes_no_filters_are_wagtails_all_yes_no(people):
+    """No "Unknown" option, and nothing in the URL until Yes or No is picked."""
+    admin = client_for(people["admin"])
+    page = admin.get(LOG).content.decode()
+    assert 'name="opened" value="true"' in page and 'name="opened" value="unknown"' not in page
+    assert ">Unknown<" not in page
+    outbox = admin.get("/admin/maillog/outbox/").content.decode()
+    assert 'name="system_generated" value="true"' in outbox
+    assert 'value="unknown"' not in outbox
 
 
 def test_related_type_filter_and_panel_link(people):
@@ -315,6 +371,39 @@ def test_export_streams_exactly_the_filtered_rows(people, client, webhook_auth):
     assert len(viewer_rows) == 1 and str(own.pk) in viewer_rows[0]
 
 
+def test_exports_are_in_the_headers_actions_and_follow_the_filters(people):
+    """As Wagtail's own listings: "Download CSV" in the header's "Actions" menu (no row of
+    export buttons above the table), re-rendered with the results so it follows filters."""
+    send_with_ids(["ann@example.com"], "pm-a")
+    admin = client_for(people["admin"])
+    page = admin.get(LOG + "?status=bounced&p=1").content.decode()
+    header = page[: page.index('id="listing-results"')]
+    for fmt, name in (("csv", "Download CSV"), ("jsonl", "Download JSON lines")):
+        pattern = rf'<a href="([^"]*export={fmt}[^"]*)"[^>]*>(?:(?!</a>).)*{name}'
+        link = re.search(pattern, header, re.S)
+        assert link, name
+        assert "status=bounced" in link.group(1) and "p=1" not in link.group(1)
+    assert "maillog-export" not in page
+    results = admin.get(LOG + "results/?status=delivered").content.decode()
+    assert "status=delivered&amp;export=csv" in results  # Wagtail swaps the header buttons in
+
+
+def test_the_sorted_column_is_marked_the_default_one_too(people):
+    send_with_ids(["ann@example.com"], "pm-a")
+    admin = client_for(people["admin"])
+
+    def header(url: str, column: str) -> str:
+        page = admin.get(url).content.decode()
+        return re.search(rf'<th[^>]*data-column="{column}"[^>]*>.*?</th>', page, re.S).group(0)
+
+    default = header(LOG, "created_at")
+    assert 'aria-sort="descending"' in default and "teal" in default
+    assert f'href="{LOG}?ordering=created_at"' in default
+    by_address = header(LOG + "?ordering=address", "address")
+    assert 'aria-sort="ascending"' in by_address and "teal" in by_address
+    assert "teal" not in header(LOG + "?ordering=address", "created_at")
+
+
 def _fill(count: int, prefix: str) -> None:
     invoice = Invoice.objects.create(number=prefix)
     for i in range(count):
@@ -381,6 +470,69 @@ def test_detail_page_shows_the_whole_story(people, client, webhook_auth):
         assert text in page, text
 
 
+def test_deferred_mail_says_temporary_bounce_or_postponed(people, client, webhook_auth, settings):
+    """Seed 001 tells "temporary bounce" (the receiving server refused it for now; bounced
+    after DEFERRED_BOUNCE_DAYS) from "postponed" (the ESP put it off): both are Deferred."""
+    settings.WAGTAIL_MAILLOG = {
+        **getattr(settings, "WAGTAIL_MAILLOG", {}),
+        "DEFERRED_BOUNCE_DAYS": 4,
+    }
+    message = send_with_ids(
+        ["ann@example.com", "bob@example.com"],
+        {"ann@example.com": "pm-a", "bob@example.com": "pm-b"},
+    )
+    for address, esp_id, kind in (("ann", "pm-a", "Transient"), ("bob", "pm-b", "DnsError")):
+        post_json(
+            client,
+            "/anymail/postmark/tracking/",
+            {
+                "RecordType": "Bounce",
+                "Type": kind,
+                "MessageID": esp_id,
+                "Email": f"{address}@example.com",
+                "BouncedAt": "2026-11-05T16:33:50Z",
+                "Description": "Try again later",
+            },
+            webhook_auth,
+        )
+    assert set(message.recipients.values_list("status", flat=True)) == {"deferred"}
+    page = client_for(people["admin"]).get(f"{LOG}{message.pk}/").content.decode()
+    assert page.count('data-deferred-kind="temporary_bounce"') == 2  # recipients table, timeline
+    assert page.count('data-deferred-kind="postponed"') == 2
+    assert "Temporary bounce" in page and "Postponed" in page
+    assert "after 4 days" in page
+
+
+def test_raw_payloads_are_indented_json_in_the_esps_key_order(people, client, webhook_auth):
+    message = send_with_ids(["ann@example.com"], "pm-a")
+    record = {
+        "RecordType": "Delivery",
+        "MessageID": "pm-a",
+        "Recipient": "ann@example.com",
+        "DeliveredAt": "2026-11-05T16:33:50Z",
+        "Details": "250 2.0.0 OK",
+        "Metadata": {"zebra": "é", "apple": 1},
+    }
+    post_json(client, "/anymail/postmark/tracking/", record, webhook_auth)
+    page = client_for(people["admin"]).get(f"{LOG}{message.pk}/").content.decode()
+    shown = page.split("data-raw-payload>")[1].split("</pre>")[0]
+    assert shown.startswith("{\n  &quot;")
+    assert "  &quot;Metadata&quot;: {\n    &quot;" in shown
+    assert "&#x27;" not in shown and "é" in shown
+    if connection.vendor != "postgresql":  # jsonb keeps keys in an order of its own
+        assert shown.index("RecordType") < shown.index("MessageID") < shown.index("Details")
+        assert shown.index("zebra") < shown.index("apple")
+
+
+def test_no_empty_code_box_for_a_recipient_without_esp_id(people):
+    from wagtail_maillog.models import Recipient
+
+    message = send_with_ids(["ann@example.com"], "pm-a")
+    Recipient.objects.filter(message=message).update(esp_message_id="", status="blocked")
+    page = client_for(people["admin"]).get(f"{LOG}{message.pk}/").content.decode()
+    assert "<code></code>" not in page
+
+
 def test_body_is_hidden_when_the_setting_is_off(people, settings):
     message = send_as(None, "Private")
     admin = client_for(people["admin"])
@@ -423,23 +575,35 @@ def test_filter_choices_only_show_what_the_user_may_see(people):
     assert "Mine" in page and "Secret source" not in page and "secret-source" not in page
 
 
-def test_dates_read_as_djangos_date_filter_in_the_users_time_zone():
-    """The list's date column gives the text of ``{{ value|date:"SHORT_DATETIME_FORMAT" }}``
-    (what django-tables2's DateTimeColumn renders), in the active time zone and locale."""
+def test_dates_read_as_wagtails_human_readable_date_in_the_users_time_zone():
+    """The list's date column gives what Wagtail's own listings show, the markup of
+    ``{% human_readable_date value %}`` ("2 hours ago", the exact time in the active
+    time zone and locale as tooltip), without rendering that template per cell."""
+    import re
     from datetime import UTC, datetime
 
     from django.template import Context, Template
     from django.utils import translation
 
-    from wagtail_maillog.admin.tables import ShortDateTimeColumn
+    from wagtail_maillog.admin.tables import HumanReadableDateColumn
 
     value = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
-    template = Template('{{ value|date:"SHORT_DATETIME_FORMAT" }}')
-    for zone, language, day in [("Asia/Tokyo", "de", "02.03.2026"), ("UTC", "en", "03/01/2026")]:
+    template = Template("{% load wagtailadmin_tags %}{% human_readable_date value %}")
+
+    def squeeze(html: str) -> str:
+        return re.sub(r">\s+", ">", re.sub(r"\s+<", "<", html.strip()))
+
+    for zone, language, day in [
+        ("Asia/Tokyo", "de", "2. März 2026"),
+        ("UTC", "en", "March 1, 2026"),
+    ]:
         with timezone.override(zone), translation.override(language):
-            shown = ShortDateTimeColumn().render(value)
-            assert shown == template.render(Context({"value": value}))
+            shown = HumanReadableDateColumn().render(value)
+            assert squeeze(shown) == squeeze(template.render(Context({"value": value})))
             assert day in shown
+    recent = timezone.now() - timedelta(minutes=20)
+    with translation.override("en"):
+        assert ">20\xa0minutes ago</time>" in HumanReadableDateColumn().render(recent)
 
 
 def test_a_long_timeline_is_paged(people):
@@ -469,3 +633,30 @@ def test_a_long_timeline_is_paged(people):
     last = client.get(f"{LOG}{message.pk}/?p=3").content.decode()
     assert last.count('data-event="opened"') == 50
     assert client.get(f"{LOG}{message.pk}/?p=999").status_code == 200  # the last page
+
+
+@pytest.mark.parametrize("language", ["da", "sv", "fr"])
+def test_the_new_words_of_issue_18_are_translated(language):
+    from django.utils import translation
+    from django.utils.translation import gettext, ngettext
+
+    from wagtail_maillog.addresses.health import CAUSE_FOR_STATUS
+    from wagtail_maillog.status import DELIVERED_CAVEAT
+
+    singular = "The connector %(name)s is disabled: %(count)d mail in the outbox waits until it is enabled again."  # noqa: E501
+    plural = "The connector %(name)s is disabled: %(count)d mails in the outbox wait until it is enabled again."  # noqa: E501
+    texts = [
+        "Not delivered (any failure)",
+        "This mail has not been tried yet: it is sent at its scheduled time.",
+        "Oldest request sent: %(date)s",
+        "Temporary bounce",
+        "Postponed",
+        "Download JSON lines",
+    ]
+    with translation.override(language):
+        assert ngettext(singular, plural, 4) != plural
+        for text in texts:
+            assert gettext(text) != text, text
+        assert str(DELIVERED_CAVEAT).split()[0] != "Delivered"
+        for cause in CAUSE_FOR_STATUS.values():
+            assert not str(cause).startswith(("A message", "The ")), cause

@@ -40,8 +40,10 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 DOC_IMAGES = ROOT / "docs" / "images"
 DOC_SHOTS = {  # screenshot in ARTIFACTS -> name in docs/images
     "01-list.png": "maillog-list.png",
+    "01-list-dark.png": "maillog-list-dark.png",
     "02-filtered-bounced.png": "maillog-filtered.png",
     "04-detail.png": "maillog-detail.png",
+    "04-detail-dark.png": "maillog-detail-dark.png",
     "06-resent.png": "maillog-resend.png",
 }
 TIMEOUT_MS = 10_000
@@ -170,6 +172,15 @@ def shot(page, name: str) -> None:
             page.set_viewport_size(viewport)
 
 
+def dark_shot(page, name: str) -> None:
+    """The same page in Wagtail's dark theme (the default theme follows the system's)."""
+    page.emulate_media(color_scheme="dark")
+    try:
+        shot(page, name)
+    finally:
+        page.emulate_media(color_scheme="light")
+
+
 def check_icons(page, where: str) -> None:
     """Every visible Wagtail icon in the page content is icon-sized (≤ 32 px).
 
@@ -240,7 +251,24 @@ def test_mail_log_in_a_real_browser(page, live_server, settings):
         colours[status] = badge.evaluate("e => getComputedStyle(e).color")
     assert colours["bounced"] != colours["delivered"] != colours["queued"]
     check_icons(page, "list")
+    # Wagtail's look: the default sort marked, "… ago" dates with the exact time on hover
+    date_header = page.locator('#listing-results th[data-column="created_at"]')
+    assert date_header.get_attribute("aria-sort") == "descending"
+    first_date = rows.first.locator("button.w-human-readable-date")
+    assert re.fullmatch(r"\d+\s+minutes? ago|Just now", first_date.inner_text().strip())
+    first_date.hover()
+    page.locator("[data-w-tooltip-target], .w-tooltip, [role=tooltip]").filter(
+        has_text=re.compile(r"\d{4}")
+    ).first.wait_for()
+    page.mouse.move(0, 0)
     shot(page, "01-list.png")
+    dark_shot(page, "01-list-dark.png")
+    # the exports are in the header's "Actions" menu, as in Wagtail's own listings
+    page.get_by_role("button", name="Actions").click()
+    download = page.get_by_role("link", name="Download CSV")
+    download.wait_for()
+    assert "export=csv" in download.get_attribute("href")
+    page.keyboard.press("Escape")
 
     # ---- filter by status through Wagtail's filter drawer ------------------
     page.get_by_role("button", name="Show filters").click()
@@ -268,8 +296,23 @@ def test_mail_log_in_a_real_browser(page, live_server, settings):
     page.locator("[data-w-active-filter-id]", has_text="Bounced").first.wait_for()
     shot(page, "02-filtered-bounced.png")
 
-    # ---- one message -----------------------------------------------------
+    # ---- a row's "More" menu: Open, Resend; no Cancel once it has left ----------
     original = data.messages["inv43"]
+    row = rows.filter(has=page.locator("a", has_text="Invoice 2026-043 from Acme Co.")).first
+    row.get_by_role("button", name="More options for 'Invoice 2026-043 from Acme Co.'").click()
+    resend_item = row.locator('a[data-action-name="resend"]')
+    resend_item.wait_for(state="visible")
+    assert resend_item.get_attribute("href") == f"{LOG}{original.pk}/resend/"
+    assert row.locator('a[data-action-name="open"]').get_attribute("href") == (
+        f"{LOG}{original.pk}/"
+    )
+    assert row.locator('a[data-action-name="cancel"]').count() == 0  # bounced: nothing to stop
+    check_icons(page, "row menu")
+    shot(page, "03-row-menu.png")
+    page.keyboard.press("Escape")
+    resend_item.wait_for(state="hidden")
+
+    # ---- one message -----------------------------------------------------
     page.locator("#listing-results a", has_text="Invoice 2026-043 from Acme Co.").click()
     page.wait_for_url(f"{base}{LOG}{original.pk}/")
     timeline = page.locator("ol.maillog-timeline")
@@ -280,7 +323,12 @@ def test_mail_log_in_a_real_browser(page, live_server, settings):
     envelope = page.locator(".maillog-envelope")
     assert envelope.get_by_text("Invoice 2026-043 from Acme Co.").is_visible()
     check_icons(page, "detail")
+    # raw ESP payloads: indented JSON, not a Python dict
+    page.locator("details summary", has_text="Bounced").first.click()
+    raw = page.locator("pre[data-raw-payload]").first
+    assert raw.inner_text().startswith('{\n  "') and "'" not in raw.inner_text()[:40]
     shot(page, "04-detail.png")
+    dark_shot(page, "04-detail-dark.png")
 
     # ---- resend it -------------------------------------------------------
     page.locator("main a.button", has_text="Resend").click()

@@ -1,5 +1,8 @@
 """System checks name configuration mistakes early."""
 
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.checks import run_checks
 
@@ -69,6 +72,7 @@ def test_sqlite_file_without_lock_waiting(settings, monkeypatch):
         monkeypatch.setitem(connections.settings, "default", dict(live, OPTIONS=options))
         return ids({}, settings)
 
+    settings.EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"  # a worker writes
     if connections["default"].vendor != "sqlite":
         assert "wagtail_maillog.W007" not in ids({}, settings)
         return
@@ -77,3 +81,78 @@ def test_sqlite_file_without_lock_waiting(settings, monkeypatch):
     assert "wagtail_maillog.W007" in with_options({"timeout": 20})
     good = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     assert "wagtail_maillog.W007" not in with_options(good)
+
+
+def test_sqlite_without_the_outbox_is_not_warned_about(settings, monkeypatch):
+    """A fresh SQLite project without the outbox has no worker writing beside it: no W007."""
+    from django.db import connections
+
+    live = dict(connections["default"].settings_dict, NAME="/srv/site/db.sqlite3")
+    monkeypatch.setattr(connections["default"], "settings_dict", live)
+    monkeypatch.setitem(connections.settings, "default", dict(live, OPTIONS={}))
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    assert "wagtail_maillog.W007" not in ids({}, settings)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.smtp.EmailBackend",
+    ],
+)
+def test_a_backend_that_records_nothing_is_warned_about(settings, backend):
+    settings.EMAIL_BACKEND = backend
+    found = [m for m in run_checks() if m.id == "wagtail_maillog.W008"]
+    assert len(found) == 1 and backend in found[0].msg
+    assert "anymail.backends.console.EmailBackend" in found[0].hint
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "anymail.backends.postmark.EmailBackend",
+        "anymail.backends.console.EmailBackend",
+        "wagtail_maillog.outbox.backend.OutboxBackend",
+    ],
+)
+def test_backends_that_record_are_not_warned_about(settings, backend):
+    settings.EMAIL_BACKEND = backend
+    assert "wagtail_maillog.W008" not in {m.id for m in run_checks()}
+
+
+def test_django_61_mailers_default_decides(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"}}
+    found = [m for m in run_checks() if m.id == "wagtail_maillog.W008"]
+    assert len(found) == 1 and found[0].msg.startswith('MAILERS["default"]["BACKEND"]')
+
+
+def test_wagtail_starts_dev_settings_are_named_as_the_one_that_wins(
+    settings, tmp_path, monkeypatch
+):
+    """`wagtail start` sets the console backend in settings/dev.py, over base.py's."""
+    import importlib
+    import shutil
+
+    import wagtail
+
+    package = tmp_path / "startedsite" / "settings"
+    package.mkdir(parents=True)
+    (tmp_path / "startedsite" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "base.py").write_text('EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"\n')
+    template = Path(wagtail.__file__).parent / "project_template/project_name/settings/dev.py"
+    shutil.copy(template, package / "dev.py")  # Wagtail's own, unchanged
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("startedsite", "startedsite.settings", "startedsite.settings.base"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delitem(sys.modules, "startedsite.settings.dev", raising=False)
+    dev = importlib.import_module("startedsite.settings.dev")
+    settings.EMAIL_BACKEND = dev.EMAIL_BACKEND
+    settings.SETTINGS_MODULE = "startedsite.settings.dev"  # last: each override is a layer
+    (found,) = [m for m in run_checks() if m.id == "wagtail_maillog.W008"]
+    assert "set in startedsite.settings.dev" in found.msg
+    assert "'anymail.backends.postmark.EmailBackend' of startedsite.settings.base" in found.msg

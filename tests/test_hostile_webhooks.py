@@ -880,12 +880,32 @@ def _mailersend_nan(data: Any) -> Any:
     return data
 
 
+def _postmark_lone_surrogate(data: Any) -> Any:
+    data["Metadata"] = {"note": "\udfff"}  # MariaDB's JSON_VALID: IntegrityError 4025, 503
+    return data
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _postmark_nested_40_deep(data: Any) -> Any:
+    # Under the webhook's own limit (100 levels), over MariaDB's (31): 503 for ever.
+    data["Metadata"] = {"deep": _nested(40)}
+    return data
+
+
 @pytest.mark.parametrize(
     "esp_name, damage",
     [
         ("Amazon SES", _ses_nul_message_id),
         ("MailerSend", _mailersend_surrogate_id),
         ("MailerSend", _mailersend_nan),
+        ("Postmark", _postmark_lone_surrogate),
+        ("Postmark", _postmark_nested_40_deep),
     ],
 )
 def test_unstorable_text_in_a_valid_event_is_cleaned_not_failed(
@@ -899,6 +919,31 @@ def test_unstorable_text_in_a_valid_event_is_cleaned_not_failed(
     assert not errors(caplog)
     assert post_data(client, esp, damage(valid_data(esp))).status_code == 200  # replayed
     assert Event.objects.count() == (2 if esp.batches else 1)
+
+
+def test_json_mariadb_refuses_is_stored_cleaned_and_whole(client, caplog, seeded):
+    """A payload 40 levels deep with a lone surrogate: every database keeps all of it.
+
+    MariaDB's JSON check refuses 32 levels or more and lone surrogates: there the
+    part below level 31 is kept as its JSON text and the surrogate as U+FFFD.
+    """
+    caplog.set_level(logging.WARNING)
+    esp = next(e for e in ESPS if e.name == "Postmark")
+    data = valid_data(esp)
+    data["Metadata"] = {"deep": _nested(40), "note": "a\udfffb", "emoji": "\U0001f600"}
+    assert post_data(client, esp, data).status_code == 200
+    assert not errors(caplog)
+    raw = Event.objects.get().raw
+    assert raw["Metadata"]["emoji"] == "\U0001f600"
+    if VENDOR == "mysql":
+        assert raw["Metadata"]["note"] == "a\ufffdb"
+        level, value = 2, raw["Metadata"]["deep"]  # raw is level 1
+        while isinstance(value, list):
+            level, value = level + 1, value[0]
+        assert level == 31
+        assert _nested(40 - (31 - 2)) == json.loads(value)  # the rest, as JSON text
+    else:
+        assert raw["Metadata"]["deep"] == _nested(40)
 
 
 def test_a_timestamp_without_time_zone_is_utc_not_a_crash(client, caplog, seeded):

@@ -362,7 +362,8 @@ def test_scheduled_mailing_starts_when_due(settings, members, django_capture_on_
     Mailing.objects.filter(pk=mailing.pk).update(send_at=timezone.now() - timedelta(seconds=1))
     assert sending.start_due() == 1
     mailing.refresh_from_db()
-    assert mailing.state == MailingState.QUEUED
+    # queued in the outbox; "sent" already if the (synchronous) worker it woke sent them
+    assert mailing.state in (MailingState.QUEUED, MailingState.SENT)
     assert mailing.queued_count == 7
 
 

@@ -541,3 +541,129 @@ def test_a_refused_sender_is_escaped_in_messages_and_the_form():
         assert "<script>alert(1)</script>" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert mail.outbox == []
+
+
+# ---- issue #17: a mailing's state says what happened ----
+
+
+@pytest.fixture
+def held():
+    """Mail stays in the outbox until the test runs the worker (no worker is woken)."""
+    from django.core.cache import cache
+
+    cache.set(worker.WAKE_KEY, 1, timeout=300)
+
+
+def test_a_cancelled_schedule_says_when_and_by_whom_not_sent(settings):
+    draft = mailing()
+    publisher = make_user("pub", "send_mailing", "view_mailing_results")
+    publisher.first_name = "Pia"
+    publisher.save()
+    client = client_for(publisher)
+    client.post(url("send", draft), {"when": "later", "send_at": "2099-01-01 10:00"})
+    client.post(url("cancel", draft))
+    draft.refresh_from_db()
+    assert draft.state == MailingState.CANCELLED
+    assert draft.cancelled_by == publisher and draft.cancelled_at is not None
+    page = client.get(url("overview", draft)).content.decode()
+    assert "Sent at" not in page and "Sent by" not in page
+    assert "Was scheduled for" in page and "Cancelled at" in page
+    assert 'data-fact="cancelled-by">Pia' in page
+    assert "Nothing: it had not started." in page
+    assert 'data-busy="false"' in page
+
+
+def test_a_mailing_cancelled_half_way_says_what_had_gone(
+    settings, held, django_capture_on_commit_callbacks
+):
+    settings.WAGTAIL_MAILLOG["CONNECTORS"]["newsletter"]["MAILING"] = {"BATCH_SIZE": 1}
+    draft = mailing()
+    client = client_for(make_user("pub", "send_mailing", "view_mailing_results"))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url("send", draft), {"when": "now"})
+    (first, *_rest) = worker.claim(1, "test-worker")  # one recipient goes out, then a cancel
+    worker.deliver(first, "test-worker", worker.RunResult())
+    client.post(url("cancel", draft))
+    draft.refresh_from_db()
+    assert draft.state == MailingState.CANCELLED and draft.started_at is not None
+    page = client.get(url("overview", draft)).content.decode()
+    assert "1 recipient had been handed to the ESP; the others were not sent." in page
+    assert "Started at" in page and "Cancelled at" in page
+
+
+def test_a_fully_handed_over_mailing_is_sent_and_the_page_stops_polling(
+    held, django_capture_on_commit_callbacks
+):
+    from django.db.models import Max
+
+    from wagtail_maillog.models import SendAttempt
+
+    draft = mailing()
+    client = client_for(make_user("pub", "send_mailing", "view_mailing_results"))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url("send", draft), {"when": "now"})
+    waiting = client.get(url("progress", draft)).content.decode()
+    assert 'data-busy="true"' in waiting  # recipients pending in the outbox
+    assert "Sending" in waiting
+    worker.process_outbox(time_budget=5)
+    done = client.get(url("progress", draft)).content.decode()
+    assert 'data-busy="false"' in done
+    draft.refresh_from_db()
+    assert draft.state == MailingState.SENT
+    last = SendAttempt.objects.aggregate(last=Max("at"))["last"]
+    assert draft.finished_at == last
+    overview = client.get(url("overview", draft)).content.decode()
+    assert 'data-fact="finished-at"' in overview and "Cancelled" not in overview
+
+
+def test_the_every_minute_schedule_settles_a_sent_mailing_nobody_looks_at(
+    held, django_capture_on_commit_callbacks
+):
+    from wagtail_maillog.mailings import sending
+
+    draft = mailing()
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send(draft)
+    worker.process_outbox(time_budget=5)
+    draft.refresh_from_db()
+    assert draft.state == MailingState.QUEUED  # nothing looked yet
+    sending.start_due()
+    draft.refresh_from_db()
+    assert draft.state == MailingState.SENT and draft.finished_at is not None
+
+
+def test_a_queued_recipient_keeps_the_page_polling(django_capture_on_commit_callbacks):
+    """The ESP took it and its events are still to come: its count is about to move."""
+    draft = mailing()
+    client = client_for(make_user("pub", "send_mailing", "view_mailing_results"))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url("send", draft), {"when": "now"})
+    worker.process_outbox(time_budget=5)
+    Recipient.objects.filter(pk=Recipient.objects.order_by("pk").first().pk).update(status="queued")
+    assert 'data-busy="true"' in client.get(url("progress", draft)).content.decode()
+
+
+def test_a_mailing_none_of_whose_recipients_could_be_handed_over_is_failed(
+    settings, held, django_capture_on_commit_callbacks
+):
+    from anymail.exceptions import AnymailAPIError
+
+    from tests.esp import ScriptedBackend
+
+    settings.WAGTAIL_MAILLOG = {
+        "CONNECTORS": {"newsletter": {"BACKEND": "tests.esp.ScriptedBackend"}},
+        "DEFAULT_CONNECTOR": "newsletter",
+        "MAX_ATTEMPTS": 1,
+    }
+    ScriptedBackend.script = [AnymailAPIError("ESP down")] * 5
+    draft = mailing()
+    client = client_for(make_user("pub", "send_mailing", "view_mailing_results"))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url("send", draft), {"when": "now"})
+    worker.process_outbox(time_budget=5)
+    ScriptedBackend.script = []
+    progress = client.get(url("progress", draft)).content.decode()
+    draft.refresh_from_db()
+    assert draft.state == MailingState.FAILED
+    assert "No recipient could be handed over" in draft.error
+    assert 'data-busy="false"' in progress and 'data-count-status="failed"' in progress

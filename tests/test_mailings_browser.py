@@ -251,6 +251,7 @@ def test_compose_preview_test_send_and_follow_a_mailing(page, live_server, sandb
     assert page.evaluate("window.maillogStayed === true"), "the page was loaded again"
     assert polls and set(polls) == {200}, polls
     assert progress.get_attribute("data-busy") == "false"  # and so it stops polling
+    assert block.locator(".maillog-progress__state").inner_text().strip() == "Sent"
     assert block.locator(".maillog-progress__percent").inner_text() == "100 %"
     assert "4 of 4 handed to the ESP" in block.locator(".maillog-progress__figure").inner_text()
     bar = block.locator(".maillog-progress__bar")
@@ -302,3 +303,93 @@ def test_compose_preview_test_send_and_follow_a_mailing(page, live_server, sandb
             shutil.copyfile(ARTIFACTS / source, DOC_IMAGES / target)
 
     page.watch.check()  # no dialog, JavaScript error, failed request, stray icon
+
+
+def facts(tab) -> dict[str, str]:
+    """The overview's facts list: {term: value}."""
+    return dict(
+        tab.locator(".maillog-mailing-facts").evaluate(
+            """dl => [...dl.querySelectorAll('dt')].map(
+                dt => [dt.innerText.trim(), dt.nextElementSibling.innerText.trim()])"""
+        )
+    )
+
+
+def test_a_cancelled_schedule_and_a_fully_delivered_mailing(
+    page,  # noqa: F811
+    live_server,
+    sandbox,
+):
+    """Issue #17: each mailing's state says what happened, and the results stop polling."""
+    base = live_server.url
+    members = [("Alice Martin", "alice.martin@example.com"), ("Bob Jones", "bob.jones@example.com")]
+    for name, email in members:
+        Member.objects.create(name=name, email=email)
+    set_status(
+        [(email, AddressStatus.CONFIRMED, "Confirmed through the link") for _, email in members]
+    )
+    User.objects.create_superuser(
+        "admin", "admin@example.com", PASSWORD, first_name="Ada", last_name="Admin"
+    )
+    autumn = Mailing.objects.create(
+        subject="Autumn fair", body="<p>Dear {{ name }}</p>", audience="members"
+    )
+    winter = Mailing.objects.create(
+        subject="Winter news", body="<p>Dear {{ name }}</p>", audience="members"
+    )
+    login(page, base)
+
+    # ---- scheduled, then cancelled ----------------------------------------------------
+    page.goto(f"{base}{MAILINGS}{autumn.pk}/send/")
+    page.get_by_label("Send at a time").check()
+    page.locator("input#id_send_at").fill("2099-10-01 09:00")
+    # Wagtail's date picker stays open over the button: submit as the button does
+    page.get_by_role("button", name="Send", exact=True).evaluate("b => b.form.requestSubmit(b)")
+    page.wait_for_url(f"{base}{MAILINGS}{autumn.pk}/")
+    assert "Will be sent at" in facts(page)
+    press(page.locator("main a.button", has_text="Cancel…"))
+    page.wait_for_url(f"{base}{MAILINGS}{autumn.pk}/cancel/")
+    page.get_by_role("button", name="Yes, cancel it").click()
+    page.wait_for_url(f"{base}{MAILINGS}{autumn.pk}/")
+    page.locator(".messages .success", has_text="The mailing was cancelled.").wait_for()
+    seen = facts(page)
+    assert "Sent at" not in seen and "Sent by" not in seen, seen
+    assert seen["Was scheduled for"] and seen["Cancelled at"]
+    assert seen["Cancelled by"] == "Ada Admin"
+    assert seen["Already gone"] == "Nothing: it had not started."
+    state = page.locator(".maillog-progress__state .maillog-mailing-state")
+    assert state.inner_text().strip() == "Cancelled"
+    progress = page.locator("#maillog-mailing-progress .maillog-progress")
+    assert progress.get_attribute("data-busy") == "false"
+    check_icons(page, "cancelled mailing")
+    shot(page, "mailing-08-cancelled.png")
+    autumn.refresh_from_db()
+    assert autumn.state == MailingState.CANCELLED and autumn.started_at is None
+
+    # ---- sent now, every recipient delivered: "Sent", and the polling stops -------------
+    page.goto(f"{base}{MAILINGS}{winter.pk}/send/")
+    cache.set(worker.WAKE_KEY, 1, timeout=300)  # the worker runs below, in this thread
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url(f"{base}{MAILINGS}{winter.pk}/")
+    block = page.locator("#maillog-mailing-progress")
+    assert block.locator(".maillog-progress").get_attribute("data-busy") == "true"
+    assert block.locator(".maillog-progress__state").inner_text().strip() == "Sending"
+    polls: list[int] = []
+    page.on("response", lambda r: polls.append(r.status) if "/progress/" in r.url else None)
+    ran = worker.process_outbox(time_budget=10)
+    assert "failed 0" in ran and not ran.startswith("sent 0"), ran
+    block.locator('.maillog-progress[data-busy="false"]').wait_for()
+    assert block.locator(".maillog-progress__state").inner_text().strip() == "Sent"
+    statuses = set(sending.recipients_of(winter).values_list("status", flat=True))
+    assert statuses and statuses <= {Status.DELIVERED, Status.OPENED, Status.CLICKED}
+    winter.refresh_from_db()
+    assert winter.state == MailingState.SENT and winter.finished_at is not None
+    seen_polls = len(polls)
+    page.wait_for_timeout(3000)  # longer than the poll interval
+    assert len(polls) == seen_polls, "the page goes on polling a sent mailing"
+    page.reload()
+    seen = facts(page)
+    assert seen["Sent at"] and seen["Sent by"] == "Ada Admin" and "Cancelled at" not in seen
+    check_icons(page, "sent mailing")
+    shot(page, "mailing-09-sent.png")
+    page.watch.check()

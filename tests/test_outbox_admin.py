@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -10,6 +11,7 @@ from django.core.mail import EmailMessage
 from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from wagtail import hooks
 
 from tests.esp import ScriptedBackend
@@ -186,6 +188,31 @@ def test_default_view_team_lead_versus_member(people, mail):
     assert not OutboxPreference.objects.exists()
 
 
+def test_without_a_remembered_view_the_outbox_opens_on_a_view_with_mail(people, mail):
+    """A superuser (a team lead without a team) lands on "System emails", not an empty tab."""
+    admin = client_for(people["admin"])
+    for pk in (mail["mine"].pk, mail["team"].pk, mail["other"].pk):
+        OutboxItem.objects.filter(pk=pk).delete()
+    page = admin.get(OUTBOX)
+    assert page.context["current_view"] == "system"
+    assert shown(page) == {"System notice"}
+    # the member's own view is empty now: their team's holds mail
+    OutboxItem.objects.all().delete()
+    queue("Teammate's second mail", people["teammate"])
+    assert client_for(people["member"]).get(OUTBOX).context["current_view"] == "team"
+    # nothing anywhere: the usual default
+    OutboxItem.objects.all().delete()
+    assert client_for(people["member"]).get(OUTBOX).context["current_view"] == "mine"
+    assert not OutboxPreference.objects.exists()
+
+
+def test_a_remembered_view_wins_even_when_empty(people, mail):
+    member = client_for(people["member"])
+    member.get(OUTBOX + "?view=mine")
+    OutboxItem.objects.filter(pk=mail["mine"].pk).delete()
+    assert member.get(OUTBOX).context["current_view"] == "mine"
+
+
 # ---- preferences ------------------------------------------------------------------
 
 
@@ -256,7 +283,40 @@ def test_row_actions_follow_the_permissions(people, mail):
     assert "More options for &#x27;Member&#x27;s own mail&#x27;" in page  # Wagtail's ⋯ menu
     member_page = client_for(people["member"]).get(OUTBOX + "?view=team").content.decode()
     assert f"{OUTBOX}{mail['mine'].pk}/retry/" not in member_page
-    assert "More options" not in member_page
+    assert f"{OUTBOX}{mail['mine'].pk}/cancel/" not in member_page
+    # without an action permission the menu still opens the mail, in full or quickly
+    assert "More options for &#x27;Member&#x27;s own mail&#x27;" in member_page
+    assert re.search(rf'href="{OUTBOX}{mail["mine"].pk}/"[^>]*data-action-name="open"', member_page)
+    assert f'data-maillog-quick-view="{OUTBOX}{mail["mine"].pk}/quick/"' in member_page
+
+
+def test_quick_view_shows_the_mail_with_retry_and_cancel(people, mail):
+    item = set_state(mail["mine"], S.RETRY_PENDING, attempts=1, last_error="Connection reset")
+    response = client_for(people["outsider"]).get(f"{OUTBOX}{item.pk}/quick/")
+    assert response.status_code == 404  # another team's mail: not even its existence
+    for who, retry, cancel in [("member", False, False), ("retrier", True, False)]:
+        response = client_for(people[who]).get(f"{OUTBOX}{item.pk}/quick/")
+        assert response.status_code == 200 and response["Content-Type"] == "application/json"
+        data = response.json()
+        assert data["step"] == "quick_view"
+        html = data["html"]
+        assert "Member&#x27;s own mail" in html and "Connection reset" in html
+        assert "ann@example.com" in html
+        assert (f"{OUTBOX}{item.pk}/retry/" in html) is retry, who
+        assert (f"{OUTBOX}{item.pk}/cancel/" in html) is cancel, who
+        assert f'href="{OUTBOX}{item.pk}/"' in html  # the full page
+    html = client_for(people["canceller"]).get(f"{OUTBOX}{item.pk}/quick/").json()["html"]
+    assert f"{OUTBOX}{item.pk}/cancel/" in html
+    busy = set_state(item, S.SENDING)
+    html = client_for(people["admin"]).get(f"{OUTBOX}{busy.pk}/quick/").json()["html"]
+    assert "/retry/" not in html and "/cancel/" not in html
+    assert "being handed to its connector" in html
+
+
+def test_the_listing_page_loads_the_quick_view_script(people, mail):
+    page = client_for(people["member"]).get(OUTBOX).content.decode()
+    assert "wagtailadmin/js/modal-workflow.js" in page
+    assert "wagtail_maillog/js/outbox-quick-view.js" in page
 
 
 def test_to_and_subject_cannot_be_hidden(people, mail):
@@ -461,6 +521,15 @@ def test_bulk_select_all_in_listing_follows_the_view(people, mail):
     assert OutboxItem.objects.count() == 3
 
 
+def test_bulk_select_all_without_a_view_takes_the_view_the_list_opened_on(people, mail):
+    """A superuser with no mail of their own saw "System emails": "all" is that view."""
+    client = client_for(people["admin"])
+    assert client.get(OUTBOX).context["current_view"] == "system"
+    client.post(f"{BULK}cancel/?id=all&next={OUTBOX}")
+    assert not OutboxItem.objects.filter(pk=mail["system"].pk).exists()
+    assert OutboxItem.objects.count() == 3
+
+
 def test_the_listing_has_the_bulk_action_footer(people, mail):
     page = client_for(people["retrier"]).get(OUTBOX + "?view=team").content.decode()
     assert 'data-bulk-action-footer="OUTBOXITEM"' in page
@@ -507,6 +576,32 @@ def test_menu_count_costs_one_count_query(people, mail, who):
     expected = 2 if who == "member" else 4
     assert component.label == f"Outbox ({expected})"
     assert component.attrs["data-maillog-outbox-count"] == str(expected)
+
+
+def test_the_mail_menu_item_shows_the_count_while_closed(people, mail):
+    """The top-level "Mail" item carries the count: no need to open the submenu."""
+    assert "Mail (2)" in client_for(people["member"]).get("/admin/").content.decode()
+    assert "Mail (4)" in client_for(people["auditor"]).get("/admin/").content.decode()
+    OutboxItem.objects.all().delete()
+    page = client_for(people["member"]).get("/admin/").content.decode()
+    assert '"Mail"' in page and "Mail (" not in page
+
+
+@pytest.mark.parametrize("url, expected", [("/admin/", 1), (OUTBOX, 2)])
+def test_mail_and_outbox_menu_items_share_one_count_query(people, mail, url, expected):
+    """One COUNT for both menu items; on the outbox none: its tabs' counts serve
+    (the second COUNT there is the paginator's)."""
+    client = client_for(people["member"])
+    client.get(url)  # warm caches (content types, site, permissions)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url).content.decode()
+    counts = [
+        q["sql"]
+        for q in queries
+        if "COUNT(" in q["sql"].upper() and "outboxitem" in q["sql"].lower()
+    ]
+    assert len(counts) == expected, counts
+    assert "Mail (2)" in page and "Outbox (2)" in page
 
 
 def test_menu_item_is_registered_in_the_mail_submenu():
@@ -570,7 +665,10 @@ def test_connector_toggle(people, mail):
     )
 
     response = client.post(OUTBOX + "connectors/default/disable/", follow=True)
-    assert "The connector default is disabled: 4 waiting mails wait" in response.content.decode()
+    assert (
+        "The connector default is disabled: 4 mails in the outbox wait until it is enabled again."
+        in response.content.decode()
+    )
     assert set(OutboxItem.objects.values_list("state", flat=True)) == {S.CONNECTOR_DISABLED}
     state = ConnectorState.objects.get(name="default")
     assert state.enabled is False and state.changed_by == people["operator"]
@@ -579,6 +677,30 @@ def test_connector_toggle(people, mail):
 
     client.post(OUTBOX + "connectors/default/enable/")
     assert set(OutboxItem.objects.values_list("state", flat=True)) == {S.QUEUED}  # as before
+
+
+def test_connector_toggle_counts_the_mail_that_waits_not_the_rows_it_moved(people, mail):
+    """Mail that is not due keeps its state when a connector is switched; it still waits."""
+    set_state(mail["mine"], S.SCHEDULED, next_attempt_at=timezone.now() + timedelta(days=1))
+    client = client_for(people["operator"])
+    off = client.post(OUTBOX + "connectors/default/disable/", follow=True).content.decode()
+    assert "disabled: 4 mails in the outbox wait until it is enabled again." in off
+    on = client.post(OUTBOX + "connectors/default/enable/", follow=True).content.decode()
+    assert "enabled: 4 mails in the outbox go through it again." in on
+    assert OutboxItem.objects.get(pk=mail["mine"].pk).state == S.SCHEDULED
+
+
+def test_a_scheduled_mail_never_tried_has_no_retry_and_no_first_failure(people, mail):
+    item = set_state(mail["mine"], S.SCHEDULED, next_attempt_at=timezone.now() + timedelta(days=1))
+    client = client_for(people["admin"])
+    page = client.get(f"{OUTBOX}{item.pk}/").content.decode()
+    assert f"{OUTBOX}{item.pk}/retry/" not in page
+    assert "first failure" not in page
+    assert "has not been tried yet" in page
+    listing = client.get(OUTBOX + "?view=all").content.decode()
+    assert f"{OUTBOX}{item.pk}/retry/" not in listing
+    client.post(f"{OUTBOX}{item.pk}/retry/")
+    assert OutboxItem.objects.get(pk=item.pk).state == S.SCHEDULED
 
 
 def test_connector_toggle_needs_its_permission(people, mail):
@@ -610,3 +732,86 @@ def test_bulk_buttons_are_shown_only_with_their_permission(people, mail, who, bu
     html = client_for(people[who]).get(OUTBOX).content.decode()
     shown_actions = set(re.findall(r"/bulk/wagtail_maillog/outboxitem/(\w+)/", html))
     assert shown_actions == buttons
+
+
+# ---- issue #17: retry from the mail log ---------------------------------------------
+
+
+def test_the_mail_log_detail_of_waiting_mail_offers_retry_and_cancel_of_the_outbox(people, mail):
+    from anymail.exceptions import AnymailAPIError
+
+    from wagtail_maillog.outbox import worker
+
+    ScriptedBackend.script = [AnymailAPIError("ESP says no")]  # the first hand-over fails
+    worker.process_outbox(time_budget=5)
+    item = OutboxItem.objects.get(message__subject="Member's own mail")
+    assert item.state == S.RETRY_PENDING and item.attempts == 1
+    log_url = f"/admin/maillog/{item.message_id}/"
+
+    page = client_for(people["admin"]).get(log_url).content.decode()
+    assert "In the outbox" in page
+    assert 'data-status="retry_pending"' in page
+    assert re.search(r'maillog-in-outbox__attempts">\s*1\s*<', page)
+    assert "AnymailAPIError: ESP says no" in page
+    assert f'href="{OUTBOX}{item.pk}/"' in page  # open in the outbox
+    assert f'href="{OUTBOX}{item.pk}/retry/"' in page
+    assert f'href="{OUTBOX}{item.pk}/cancel/"' in page
+    assert page.count("Cancel sending") == 1  # the outbox's; not the mail log's as well
+
+    # the same permissions as the outbox: a member sees the state, not the buttons
+    member = client_for(people["member"]).get(log_url).content.decode()
+    assert "In the outbox" in member and f"{OUTBOX}{item.pk}/retry/" not in member
+    assert f"{OUTBOX}{item.pk}/cancel/" not in member
+    retrier = client_for(people["retrier"]).get(log_url).content.decode()
+    assert f"{OUTBOX}{item.pk}/retry/" in retrier and f"{OUTBOX}{item.pk}/cancel/" not in retrier
+    # another team's member may not see that outbox item at all: no section
+    assert client_for(people["outsider"]).get(log_url).status_code == 404
+
+    # the button leads to the outbox's confirmation; the retry sends it
+    retry = client_for(people["retrier"]).post(f"{OUTBOX}{item.pk}/retry/", follow=True)
+    assert "The mail will be sent again shortly." in retry.content.decode()
+    worker.process_outbox(time_budget=5)
+    assert not OutboxItem.objects.filter(pk=item.pk).exists()
+    after = client_for(people["retrier"]).get(log_url).content.decode()
+    assert "In the outbox" not in after  # handed over: nothing waits any more
+
+
+def test_failed_mail_in_the_outbox_shows_no_next_attempt_but_retry(people, mail):
+    item = set_state(mail["mine"], S.FAILED, attempts=3, auto_retry=False, next_attempt_at=None)
+    page = client_for(people["retrier"]).get(f"/admin/maillog/{item.message_id}/").content.decode()
+    assert 'data-status="failed"' in page
+    assert "None: only a manual retry sends it" in page
+    assert f"{OUTBOX}{item.pk}/retry/" in page
+
+
+# ---- the mail log's row menu ---------------------------------------------------------
+
+LOG = "/admin/maillog/"
+
+
+def test_mail_log_rows_have_a_more_menu_with_the_allowed_actions(people, mail, settings):
+    """Open always; Cancel sending on a row still pending; Resend where the message can be."""
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "STORE_BODY": True}
+    msg = EmailMessage("Stored mail", "Body", "site@example.com", ["erin@example.com"])
+    label(msg, user=people["member"])
+    msg.send()
+    stored = Recipient.objects.get(address="erin@example.com").message_id
+    mine = mail["mine"].message_id
+    assert Recipient.objects.get(message_id=mine).status == Status.PENDING
+    worker = make_user(
+        "worker",
+        "view_message",
+        "resend_message",
+        "cancel_message",
+        groups=(people["member"].groups.first(),),
+    )
+    page = client_for(worker).get(LOG).content.decode()
+    assert "More options for &#x27;Member&#x27;s own mail&#x27;" in page
+    assert re.search(rf'href="{LOG}{mine}/"[^>]*data-action-name="open"', page)
+    assert f'href="{LOG}{mine}/cancel/"' in page  # pending: can still be stopped
+    assert f'href="{LOG}{stored}/resend/"' in page  # body stored, no attachment
+    assert f'href="{LOG}{mine}/resend/"' not in page  # body not stored: nothing to resend
+
+    plain = client_for(people["member"]).get(LOG).content.decode()
+    assert re.search(rf'href="{LOG}{mine}/"[^>]*data-action-name="open"', plain)
+    assert "/cancel/" not in plain and "/resend/" not in plain

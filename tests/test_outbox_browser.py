@@ -198,8 +198,10 @@ def test_outbox_in_a_real_browser(page, live_server, outbox_settings, monkeypatc
         items = make_outbox()
     login(page, base)
 
-    # ---- the Mail menu shows the count ----------------------------------------
-    page.locator("#wagtail-sidebar").get_by_role("button", name="Mail").click()
+    # ---- the Mail menu shows the count, closed and open -------------------------
+    mail_menu = page.locator("#wagtail-sidebar").get_by_role("button", name="Mail")
+    assert "Mail (7)" in mail_menu.inner_text()  # seen without opening the menu
+    mail_menu.click()
     menu_link = page.locator(f'#wagtail-sidebar a[href="{OUTBOX}"]')
     menu_link.wait_for()
     assert "Outbox (7)" in menu_link.inner_text()
@@ -236,15 +238,53 @@ def test_outbox_in_a_real_browser(page, live_server, outbox_settings, monkeypatc
     check_icons(page, "outbox list")
     shot(page, "outbox-01-list.png")
 
-    # ---- Wagtail's "⋯" menu of a row: Retry, Cancel sending ----------------------
+    # ---- it fits: the default columns at 1,400 px, the tabs on a 390 px phone ---------
+    assert page.viewport_size["width"] == 1400
+    overflow = "el => el.scrollWidth - el.clientWidth"
+    assert page.locator(".maillog-outbox-scroll").evaluate(overflow) <= 0
+    table = page.locator("table.maillog-outbox-listing").bounding_box()
+    assert table and table["x"] + table["width"] <= 1400
+    assert page.locator("html").evaluate(overflow) <= 0
+    desktop = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    for tab in page.locator(".maillog-outbox-views a").all():
+        box = tab.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, tab.inner_text()
+    assert page.evaluate(
+        "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    shot(page, "outbox-01a-phone.png")
+    page.set_viewport_size(desktop)
+
+    # ---- Wagtail's "⋯" menu of a row: Open, Quick view, Retry, Cancel sending -----
     row = page.locator(f'tr[data-outbox-item="{items["receipt"].pk}"]')
-    row.get_by_role("button", name="More options for 'Receipt for your donation'").click()
+    more = row.get_by_role("button", name="More options for 'Receipt for your donation'")
+    more.click()
     retry_link = row.locator('a[data-action-name="retry"]')
     retry_link.wait_for(state="visible")
     assert row.locator('a[data-action-name="cancel"]').is_visible()
+    assert row.locator('a[data-action-name="open"]').get_attribute("href") == (
+        f"{OUTBOX}{items['receipt'].pk}/"
+    )
     shot(page, "outbox-01b-row-menu.png")
     page.keyboard.press("Escape")
     retry_link.wait_for(state="hidden")
+
+    # ---- the quick view: a Wagtail modal over the list, with Retry and Cancel ----------
+    more.click()
+    row.locator('a[data-action-name="quick-view"]').click()
+    modal = page.locator(".modal [data-maillog-quick-view-body]")
+    modal.wait_for(state="visible")
+    retry_link.wait_for(state="hidden")  # the row menu closed behind the modal
+    assert modal.get_attribute("data-outbox-item") == str(items["receipt"].pk)
+    assert modal.get_by_text("ConnectionResetError").is_visible()
+    assert modal.locator('a[data-action-name="retry"]').is_visible()
+    assert modal.locator('a[data-action-name="cancel"]').is_visible()
+    assert page.url.endswith("view=all")  # still on the list
+    check_icons(page, "outbox quick view")
+    shot(page, "outbox-01c-quick-view.png")
+    page.locator(".modal button.close").click()
+    modal.wait_for(state="hidden")
 
     # ---- the column chooser ------------------------------------------------------
     assert headers(page)[:2] == ["To", "Subject"]

@@ -52,6 +52,7 @@ def child_env(**extra: str) -> dict[str, str]:
         PYTHONPATH=str(ROOT),
         MAILLOG_TEST_OUTBOX="1",
         MAILLOG_PG_NAME=connection.settings_dict["NAME"],
+        MAILLOG_MYSQL_NAME=connection.settings_dict["NAME"],
         **extra,
     )
     return env

@@ -220,6 +220,7 @@ def outbox_cases() -> list[Case]:
                 ),
             ]
         cases.append(Case("wagtail_maillog_outbox:detail", target, get=own_team(target, LOG)))
+        cases.append(Case("wagtail_maillog_outbox:quick_view", target, get=own_team(target, LOG)))
     return cases
 
 

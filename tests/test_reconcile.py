@@ -128,3 +128,34 @@ def test_the_hourly_schedule_exists():
     from django_q.models import Schedule
 
     assert Schedule.objects.filter(func=RECONCILE_TASK, schedule_type=Schedule.HOURLY).exists()
+
+
+def test_a_direct_send_left_sending_by_a_stopped_process_becomes_unknown(settings):
+    """pre_send recorded it, then the process died before the ESP answered."""
+    from wagtail_maillog.models import SendAttempt
+    from wagtail_maillog.recording import record_message
+
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    # What pre_send leaves behind (anymail's own send never returned).
+    cut_short = record_message(EmailMessage("Hi", "b", "a@example.com", ["cut@example.com"]))
+    recent = record_message(EmailMessage("Hi", "b", "a@example.com", ["now@example.com"]))
+    Recipient.objects.filter(message=cut_short).update(
+        status_at=timezone.now() - timedelta(minutes=61)
+    )
+    assert "abandoned sends 1" in reconcile()
+    gone = Recipient.objects.get(message=cut_short)
+    assert gone.status == Status.UNKNOWN and "stopped before the ESP answered" in gone.reason
+    assert SendAttempt.objects.get(message=cut_short).outcome == SendAttempt.Outcome.INTERRUPTED
+    assert Recipient.objects.get(message=recent).status == Status.SENDING
+
+
+def test_outbox_mail_in_sending_is_left_to_its_lease(esp):
+    from wagtail_maillog.models import OutboxItem, SendState
+
+    message = EmailMessage("Hi", "Body", "news@mg.example.com", ["lease@example.com"])
+    message.send()  # in the outbox, not sent yet
+    item = OutboxItem.objects.get()
+    OutboxItem.objects.filter(pk=item.pk).update(state=SendState.SENDING)
+    Recipient.objects.update(status=Status.SENDING, status_at=timezone.now() - timedelta(hours=5))
+    reconcile()
+    assert Recipient.objects.get().status == Status.SENDING

@@ -14,6 +14,7 @@ from wagtail_maillog import label, mail_context
 from wagtail_maillog.models import Message, Recipient, SendAttempt
 from wagtail_maillog.status import Status
 
+pytest_plugins = ["tests.fake_esp"]
 pytestmark = pytest.mark.django_db
 
 
@@ -161,14 +162,18 @@ def test_esp_refusal_per_recipient_is_stored():
     assert statuses == {"ok@example.com": Status.QUEUED, "bad@example.com": Status.INVALID}
 
 
-def test_api_error_leaves_the_recipients_in_sending():
-    """No post_send comes: the outbox (or reconciliation) decides what happens next."""
+def test_api_error_without_the_outbox_is_a_failed_attempt_and_still_raises():
+    """No post_send comes; the failure is recorded all the same, and the caller is told."""
     msg = EmailMessage("Hi", "b", "a@example.com", ["a@example.com"])
     msg.anymail_test_response = AnymailAPIError("ESP down")
     with pytest.raises(AnymailAPIError):
         msg.send()
-    assert Recipient.objects.get().status == Status.SENDING
-    assert not SendAttempt.objects.exists()
+    recipient = Recipient.objects.get()
+    assert recipient.status == Status.FAILED
+    assert "ESP down" in recipient.reason
+    attempt = SendAttempt.objects.get()
+    assert attempt.outcome == SendAttempt.Outcome.FAILED
+    assert "AnymailAPIError: ESP down" in attempt.error
 
 
 def test_a_failed_send_retried_with_the_same_object_keeps_its_row():
@@ -180,7 +185,8 @@ def test_a_failed_send_retried_with_the_same_object_keeps_its_row():
     msg.send()
     assert Message.objects.count() == 1
     assert Recipient.objects.get().status == Status.SENT
-    assert SendAttempt.objects.count() == 1
+    outcomes = list(SendAttempt.objects.values_list("outcome", flat=True))
+    assert outcomes == [SendAttempt.Outcome.FAILED, SendAttempt.Outcome.SENT]
 
 
 def test_sending_a_sent_object_again_makes_a_new_row():
@@ -236,3 +242,87 @@ def test_error_reports_to_admins_are_system_mail(settings):
     message = Message.objects.get()
     assert message.source == "error_report" and message.system_generated is True
     assert mail_admins  # the same path Django uses for 500 reports
+
+
+# ---- a failed hand-over without the outbox, through anymail's real Postmark backend ----
+
+POSTMARK = "anymail.backends.postmark.EmailBackend"
+NOT_A_SIGNATURE = {
+    "ErrorCode": 400,
+    "Message": "The 'From' address you supplied (nobody@example.com) is not a Sender "
+    "Signature on your account. Please add and confirm this address in order to be able "
+    "to use it in the 'From' field of your messages.",
+}
+
+
+def test_postmark_422_is_a_failed_attempt_with_its_status_and_message(fake_esp, settings):
+    settings.EMAIL_BACKEND = POSTMARK
+    settings.ANYMAIL = fake_esp.anymail_settings()
+    fake_esp.fail_next(status=422, body=NOT_A_SIGNATURE, path="/email")
+    with pytest.raises(AnymailAPIError) as raised:
+        send_mail("Welcome", "Hello", "nobody@example.com", ["ann@example.com", "bo@example.com"])
+    assert raised.value.status_code == 422  # the caller gets anymail's exception unchanged
+    reasons = set(Recipient.objects.values_list("status", "reason"))
+    assert len(reasons) == 1
+    status, reason = reasons.pop()
+    assert status == Status.FAILED
+    assert "HTTP 422" in reason and "is not a Sender Signature" in reason
+    attempt = SendAttempt.objects.get()
+    assert attempt.outcome == SendAttempt.Outcome.FAILED
+    assert attempt.connector == "Postmark"
+    assert attempt.response == {"status_code": 422, "body": NOT_A_SIGNATURE}
+    assert "422" in attempt.error
+
+
+def test_an_unreachable_esp_is_a_failed_attempt_with_the_connection_error(fake_esp, settings):
+    settings.EMAIL_BACKEND = POSTMARK
+    url = fake_esp.postmark_api_url
+    fake_esp.stop()  # nothing listens on that port any more: connection refused
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t", "POSTMARK_API_URL": url}
+    with pytest.raises(AnymailAPIError):
+        send_mail("Welcome", "Hello", "site@example.com", ["ann@example.com"])
+    recipient = Recipient.objects.get()
+    assert recipient.status == Status.FAILED
+    assert "could not be reached" in recipient.reason
+    assert "ConnectionError" in recipient.reason
+    attempt = SendAttempt.objects.get()
+    assert attempt.outcome == SendAttempt.Outcome.FAILED and attempt.response is None
+
+
+def test_a_successful_send_costs_no_extra_query_for_the_failure_hook(
+    fake_esp, settings, monkeypatch
+):
+    """The hook is a try/except: a send that succeeds runs the queries it ran without it."""
+    from anymail.backends.base import AnymailBaseBackend
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.EMAIL_BACKEND = POSTMARK
+    settings.ANYMAIL = fake_esp.anymail_settings()
+    send_mail("Warm-up", "Hello", "site@example.com", ["ann@example.com"])  # caches filled
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            send_mail("Welcome", "Hello", "site@example.com", ["ann@example.com"])
+        return len(captured.captured_queries)
+
+    hooked = queries()
+    monkeypatch.setattr(AnymailBaseBackend, "_send", AnymailBaseBackend._send.__wrapped__)
+    assert queries() == hooked
+
+
+def test_a_send_cancelled_by_another_pre_send_receiver_does_not_stay_sending(settings):
+    from anymail.exceptions import AnymailCancelSend
+    from anymail.signals import pre_send
+
+    def veto(sender, message, **kwargs):
+        raise AnymailCancelSend("not today")
+
+    pre_send.connect(veto, dispatch_uid="test-veto")
+    try:
+        assert EmailMessage("Hi", "b", "a@example.com", ["a@example.com"]).send() == 0
+    finally:
+        pre_send.disconnect(dispatch_uid="test-veto")
+    recipient = Recipient.objects.get()
+    assert recipient.status == Status.CANCELLED and "pre_send" in recipient.reason
+    assert SendAttempt.objects.get().outcome == SendAttempt.Outcome.BLOCKED

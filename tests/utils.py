@@ -63,8 +63,8 @@ def denied(response: Any) -> bool:
 #: For tests whose worker processes (a real django-q2 cluster) must see the test's
 #: rows: the in-memory SQLite database of a test run is this process's alone.
 needs_shared_database = pytest.mark.skipif(
-    os.environ.get("MAILLOG_TEST_DB") != "postgres",
-    reason="needs a database shared by several processes: runs in the PostgreSQL pass",
+    os.environ.get("MAILLOG_TEST_DB") not in ("postgres", "mysql"),
+    reason="needs a database shared by several processes: the PostgreSQL and MariaDB passes",
 )
 
 

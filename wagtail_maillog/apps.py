@@ -13,11 +13,12 @@ class WagtailMailLogConfig(AppConfig):
 
         from . import checks  # noqa: F401 (registers the system checks)
         from .events import on_tracking
-        from .recording import on_post_send, on_pre_send
+        from .recording import install_failure_hook, on_post_send, on_pre_send
 
         pre_send.connect(on_pre_send, dispatch_uid="wagtail_maillog.pre_send")
         post_send.connect(on_post_send, dispatch_uid="wagtail_maillog.post_send")
         tracking.connect(on_tracking, dispatch_uid="wagtail_maillog.tracking")
+        install_failure_hook()  # a refused or unreachable ESP is recorded too
 
         from django.db.models.signals import post_migrate
 

@@ -3,7 +3,9 @@
 Django's ``bulk_create``/``bulk_update`` split their work by the database's
 parameter limit (999 on SQLite before Django 6), so 1,000 events became ~25
 statements. ``executemany`` sends one statement with many parameter rows: one
-round trip on SQLite, a multi-row insert on MySQL. On PostgreSQL each column
+round trip on SQLite, multi-row inserts of up to 64 KB each on MySQL/MariaDB
+(mysqlclient's ``executemany``; an UPDATE there is joined to its rows instead,
+:func:`_update_joined`). On PostgreSQL each column
 goes as one array instead (``INSERT ... SELECT * FROM UNNEST(...)`` and
 ``UPDATE ... FROM UNNEST(...)``, as Django's own ``bulk_create`` does since
 5.2): one statement, where psycopg's ``executemany`` runs one per row.
@@ -295,6 +297,11 @@ def update_fields(
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     types = _unnest_types([*fields, pk], connection)
+    if connection.vendor == "mysql":
+        _update_joined(
+            connection, table, [quote(f.column) for f in fields], quote(pk.column), columns
+        )
+        return
     if types is None:
         assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
         with connection.cursor() as cursor:
@@ -315,6 +322,26 @@ def update_fields(
             f"AS v({', '.join(aliases)}, pk) WHERE {table}.{quote(pk.column)} = v.pk",
             columns,
         )
+
+
+def _update_joined(
+    connection: Any, table: str, targets: list[str], pk: str, columns: list[list[Any]]
+) -> None:
+    """MySQL/MariaDB: one UPDATE per :data:`CHUNK` rows, joined to the new values as a
+    derived table (mysqlclient's ``executemany`` sends an UPDATE once per row)."""
+    width = len(targets) + 1  # the values, then the pk
+    first = "SELECT " + ", ".join(f"%s AS v{n}" for n in range(width))
+    other = " UNION ALL SELECT " + ", ".join(["%s"] * width)
+    assignments = ", ".join(f"{table}.{column} = v.v{n}" for n, column in enumerate(targets))
+    rows = list(zip(*columns, strict=True))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), CHUNK):
+            part = rows[start : start + CHUNK]
+            cursor.execute(
+                f"UPDATE {table} JOIN ({first}{other * (len(part) - 1)}) AS v "
+                f"ON {table}.{pk} = v.v{width - 1} SET {assignments}",
+                [value for row in part for value in row],
+            )
 
 
 class AnyOf(Lookup):

@@ -12,6 +12,8 @@ from django.utils.module_loading import import_string
 from .conf import get_setting
 
 OUTBOX_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
+#: Where the docs are read from an installed package (docs/ is not in the wheel).
+DOCS_URL = "https://github.com/wagtail-maillog/wagtail-maillog/blob/main/docs/"
 
 
 def _uses_outbox() -> bool:
@@ -300,6 +302,9 @@ def check_sqlite_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from django.db import connections
 
     messages: list[Any] = []
+    if _effective_backend()[1] != OUTBOX_BACKEND:
+        # without the outbox no worker writes beside the web requests: SQLite's defaults do
+        return messages
     for alias in connections:
         settings_dict = connections.settings[alias]
         if settings_dict.get("ENGINE") != "django.db.backends.sqlite3":
@@ -318,8 +323,77 @@ def check_sqlite_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 "'database is locked' while another writes (answered 503, retried later).",
                 hint='Set "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, '
                 '"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"} '
-                "(docs/reliability.md, SQLite settings).",
+                f"({DOCS_URL}installation.md#sqlite-with-the-outbox-worker).",
                 id="wagtail_maillog.W007",
             )
         )
     return messages
+
+
+def _effective_backend() -> tuple[str, str]:
+    """(the setting that decides, dotted path): Django 6.1's MAILERS["default"] wins."""
+    mailers = getattr(settings, "MAILERS", None) or {}
+    default = mailers.get("default", {}) if isinstance(mailers, dict) else {}
+    if isinstance(default, dict) and default.get("BACKEND"):
+        return 'MAILERS["default"]["BACKEND"]', str(default["BACKEND"])
+    return "EMAIL_BACKEND", str(getattr(settings, "EMAIL_BACKEND", "") or "")
+
+
+def _where_set(name: str, value: str) -> str:
+    """Where the settings modules tell, which module set ``value`` and which it overrides
+    (``wagtail start`` sets the console backend in dev.py, over base.py's)."""
+    import sys
+
+    if name != "EMAIL_BACKEND":
+        return ""
+    module_name = getattr(settings, "SETTINGS_MODULE", None) or ""
+    module = sys.modules.get(module_name)
+    if module is None or getattr(module, name, None) != value:
+        return ""
+    package = module_name.rpartition(".")[0]
+    overridden = [
+        (other, getattr(sys.modules[other], name))
+        for other in sorted(sys.modules)
+        if package
+        and other.startswith(package + ".")
+        and other != module_name
+        and isinstance(getattr(sys.modules[other], name, None), str)
+        and getattr(sys.modules[other], name) != value
+    ]
+    where = f" (set in {module_name}"
+    if overridden:
+        where += ", which wins over " + ", ".join(f"{v!r} of {m}" for m, v in overridden)
+    return where + ")"
+
+
+@register()
+def check_recording_backend(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The mail backend the site really uses records what it sends.
+
+    Only anymail's backends send the ``pre_send``/``post_send`` signals the mail log
+    records from, and the outbox records mail itself; Django's console, file, locmem
+    and SMTP backends send none, so with them the log stays empty without a word.
+    """
+    from anymail.backends.base import AnymailBaseBackend
+
+    name, path = _effective_backend()
+    if not path or path == OUTBOX_BACKEND:
+        return []
+    try:
+        backend = import_string(path)
+    except ImportError:
+        return []  # Django reports an unimportable backend when mail is sent
+    if isinstance(backend, type) and issubclass(backend, AnymailBaseBackend):
+        return []
+    return [
+        Warning(
+            f"{name} is {path!r}{_where_set(name, path)}: mail sent through it is not "
+            "recorded in the mail log (only anymail's backends and the outbox record mail).",
+            hint='For development use "anymail.backends.console.EmailBackend" (prints the '
+            "mail like Django's console backend, and records it); otherwise an anymail "
+            'backend ("anymail.backends.<esp>.EmailBackend") or the outbox '
+            f'("{OUTBOX_BACKEND}", whose connectors may be any backend, SMTP too). '
+            f"See {DOCS_URL}installation.md.",
+            id="wagtail_maillog.W008",
+        )
+    ]

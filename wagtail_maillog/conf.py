@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
     # "queued"/"sent" after UNKNOWN_AFTER_HOURS as "unknown". None: off.
     "RECONCILE_AFTER_HOURS": 24,
     "UNKNOWN_AFTER_HOURS": 72,
+    # A direct send (no outbox) still "sending" after this many minutes was cut short
+    # (the process stopped mid-hand-over): reconciliation marks it "unknown". None: off.
+    "SENDING_TIMEOUT_MINUTES": 60,
     # Sandbox ESP (demo and tests): seconds before simulated events arrive.
     # 0 emits them at once inside the send; None emits nothing.
     "SANDBOX_EVENT_DELAY": 0,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -105,10 +107,59 @@ def _encoded(value: Any, limit: Any = _SETTING) -> tuple[Any, str]:
     except (TypeError, ValueError):
         text = json.dumps(value, default=str)
         converted = True
+    if connection.vendor == "mysql" and _mariadb_refuses(text, value):
+        value, converted = _for_mariadb(json.loads(text) if converted else value), False
+        text = json.dumps(value)
     if limit and len(text) > limit:
         value = {"truncated": True, "text": text[:limit]}
         return value, json.dumps(value)
     return (json.loads(text) if converted else value), text
+
+
+#: MariaDB keeps JSON as text with a ``CHECK (JSON_VALID(...))``, which refuses what
+#: PostgreSQL's ``jsonb`` and SQLite take: nesting of 32 levels or more, a lone UTF-16
+#: surrogate (``"\ud800"``, which ``json.loads`` accepts), NaN and infinities. The
+#: insert would fail with an IntegrityError (4025) however often the ESP retried.
+MARIADB_JSON_DEPTH = 31
+_SURROGATE_ESCAPE = re.compile(r"\\ud[89a-f]", re.IGNORECASE)
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_NOT_FINITE = re.compile(r"\b(?:NaN|-?Infinity)\b")
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list | tuple):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _mariadb_refuses(text: str, value: Any) -> bool:
+    """Whether MariaDB's JSON_VALID could refuse ``text`` (cheap checks first)."""
+    return (
+        bool(_SURROGATE_ESCAPE.search(text))  # also a valid pair: checked as a whole below
+        or bool(_NOT_FINITE.search(text))
+        or (
+            text.count("[") + text.count("{") > MARIADB_JSON_DEPTH
+            and _depth(value) > MARIADB_JSON_DEPTH
+        )
+    )
+
+
+def _for_mariadb(value: Any, depth: int = 0) -> Any:
+    """``value`` as MariaDB stores it: U+FFFD for each surrogate, NaN and infinities
+    as text, and each object or array nested too deep as its JSON text."""
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict | list | tuple):
+        if depth >= MARIADB_JSON_DEPTH:
+            return _for_mariadb(json.dumps(value, default=str))
+        if isinstance(value, dict):
+            return {_for_mariadb(k): _for_mariadb(v, depth + 1) for k, v in value.items()}
+        return [_for_mariadb(v, depth + 1) for v in value]
+    return value
 
 
 def dedupe_key(esp_name: str, event: Any, raw: Any) -> str:

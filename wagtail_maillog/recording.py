@@ -7,6 +7,7 @@ the ESP is called, and marks the ``EmailMessage`` with the id of its row so
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import replace
@@ -301,3 +302,159 @@ def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs
             )
         announce(changes)
         attach_orphans(recipients)
+
+
+# ---- a hand-over that failed before anymail's post_send ---------------------
+
+
+def _error_response(error: BaseException) -> dict[str, Any] | None:
+    """The ESP's answer to a refused API call (status code and body), for the attempt row."""
+    status_code = getattr(error, "status_code", None)
+    response = getattr(error, "response", None)
+    if status_code is None or response is None:
+        return None
+    try:
+        body: Any = response.json()
+    except Exception:  # not JSON, or no body at all
+        body = str(getattr(response, "text", "") or "")[:4000]
+    return {"status_code": status_code, "body": body}
+
+
+def failure_reason(error: BaseException, esp_name: str = "") -> str:
+    """What a recipient's "failed" says: the ESP's status code and message, or the
+    connection error; anything else (an invalid address, an unsupported feature) as is."""
+    esp = getattr(error, "esp_name", None) or esp_name or _("The ESP")
+    status_code = getattr(error, "status_code", None)
+    if status_code is not None:
+        answer = _error_response(error) or {}
+        body = answer.get("body")
+        detail = ""
+        if isinstance(body, dict):
+            # Postmark "Message", Mailgun "message", SendGrid/Brevo "errors"/"message", ...
+            for key in ("Message", "message", "error", "errors", "detail"):
+                if body.get(key):
+                    detail = str(body[key])
+                    break
+        elif body:
+            detail = str(body)
+        return (
+            _("%(esp)s refused the message (HTTP %(code)s): %(detail)s")
+            % {"esp": esp, "code": status_code, "detail": detail or "-"}
+        )[:2000]
+    cause = error.__cause__
+    if isinstance(cause, OSError):  # requests' ConnectionError, Timeout, ... (and socket errors)
+        return (
+            _("%(esp)s could not be reached: %(error)s")
+            % {"esp": esp, "error": f"{type(cause).__name__}: {cause}"}
+        )[:2000]
+    from .outbox.worker import describe
+
+    return _("The message could not be handed over: %(error)s") % {"error": describe(error)}
+
+
+def _direct_send(message: Any) -> int | None:
+    """The Message pk of a send anymail made outside the outbox (whose worker records its own
+    outcome), or None."""
+    if getattr(message, ATTEMPT_ATTRIBUTE, None) is not None:
+        return None
+    return getattr(message, PK_ATTRIBUTE, None)
+
+
+def record_failure(message: Any, error: BaseException, esp_name: str) -> None:
+    """anymail raised between ``pre_send`` and ``post_send``: the ESP refused the API call,
+    could not be reached, or the message could not be built for it.
+
+    Writes what the outbox worker writes for a failed attempt: a "failed" SendAttempt with
+    the error (and the ESP's answer), and the recipients still "sending" become "failed"
+    with the reason. Direct sends only; nothing when the ESP did answer (post_send stored it).
+    """
+    pk = _direct_send(message)
+    status = getattr(message, "anymail_status", None)
+    if pk is None or (status is not None and status.recipients):
+        return
+    from .outbox.worker import describe
+
+    reason = failure_reason(error, esp_name)
+    now = timezone.now()
+    with transaction.atomic():
+        SendAttempt.objects.create(
+            message_id=pk,
+            at=now,
+            outcome=SendAttempt.Outcome.FAILED,
+            connector=esp_name[:64],
+            error=describe(error),
+            response=_error_response(error),
+        )
+        _leave_sending(pk, rules.Status.FAILED, reason, now)
+
+
+def record_not_sent(message: Any, esp_name: str) -> None:
+    """anymail returned without calling the ESP: a ``pre_send`` receiver cancelled the send
+    (suppressed addresses are already "blocked"), or no recipient was left."""
+    pk = _direct_send(message)
+    if pk is None:
+        return
+    if not Recipient.objects.filter(message_id=pk, status=rules.Status.SENDING).exists():
+        return  # suppression held every recipient back and recorded the blocked attempt
+    now = timezone.now()
+    with transaction.atomic():
+        SendAttempt.objects.create(
+            message_id=pk, at=now, outcome=SendAttempt.Outcome.BLOCKED, connector=esp_name[:64]
+        )
+        _leave_sending(
+            pk,
+            rules.Status.CANCELLED,
+            _("The send was cancelled before it reached the ESP (a pre_send receiver)."),
+            now,
+        )
+
+
+def _leave_sending(pk: int, status: str, reason: str, now: Any) -> None:
+    rows = list(
+        Recipient.objects.filter(message_id=pk, status=rules.Status.SENDING).values_list(
+            "pk", "address"
+        )
+    )
+    Recipient.objects.filter(pk__in=[r for r, _a in rows]).update(
+        status=status, status_at=now, reason=reason
+    )
+    announce([StatusChange(r, a, rules.Status.SENDING, status, None, "") for r, a in rows])
+
+
+def install_failure_hook() -> None:
+    """Make every anymail backend report a failed hand-over, as configured by the site.
+
+    anymail sends ``pre_send``, calls the ESP, then sends ``post_send``; when the call
+    raises there is no signal at all, so the recipients ``pre_send`` recorded would stay
+    "sending". This wraps ``AnymailBaseBackend._send`` (which every ESP backend runs)
+    once, at start-up: a try/except around the original, no query when the send succeeds.
+    The exception still reaches the caller unchanged.
+    """
+    from anymail.backends.base import AnymailBaseBackend
+
+    original = getattr(AnymailBaseBackend, "_send", None)
+    if original is None:  # an anymail that sends differently: say so, never break start-up
+        logger.warning("anymail has no AnymailBaseBackend._send: failed sends are not recorded")
+        return
+    if getattr(original, "_maillog_hook", False):
+        return
+
+    @functools.wraps(original)
+    def _send(self: Any, message: Any) -> bool:
+        try:
+            sent = original(self, message)
+        except Exception as exc:
+            try:
+                record_failure(message, exc, getattr(self, "esp_name", "") or "")
+            except Exception:  # recording must never hide the ESP's error
+                logger.exception("Could not record the failed send of %r", message)
+            raise
+        if not sent:
+            try:
+                record_not_sent(message, getattr(self, "esp_name", "") or "")
+            except Exception:
+                logger.exception("Could not record the cancelled send of %r", message)
+        return sent
+
+    _send._maillog_hook = True  # type: ignore[attr-defined]
+    AnymailBaseBackend._send = _send  # type: ignore[method-assign]

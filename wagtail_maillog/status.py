@@ -97,6 +97,18 @@ FAILURES = frozenset(
         Status.UNSUBSCRIBED,
     }
 )
+#: The mail never reached the mailbox: the mail log's "Not delivered" filter (seed 002's
+#: "delivery failed"). Complained and unsubscribed are not here: that mail arrived.
+NOT_DELIVERED = frozenset(
+    {
+        Status.BOUNCED,
+        Status.INVALID,
+        Status.REJECTED,
+        Status.BLOCKED,
+        Status.FAILED,
+        Status.CANCELLED,
+    }
+)
 #: Still in our hands: may be cancelled.
 CANCELLABLE = frozenset({Status.PENDING})
 #: Evidence that the mail was displayed. Not proof that a person read it:
@@ -107,6 +119,12 @@ OPENED_CAVEAT = _(
     "Opened means the tracking image was loaded. Image proxies and push "
     "notifications can load it without a person reading the mail, so it is "
     "never proof that the mail was read."
+)
+
+#: Seed 002's caveat: the receiving server accepted the mail; where it filed it is not told.
+DELIVERED_CAVEAT = _(
+    "Delivered means the recipient's mail server accepted the mail. It may still "
+    "have been filed as spam or in another automatically sorted folder."
 )
 
 

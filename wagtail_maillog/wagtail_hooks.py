@@ -18,6 +18,7 @@ from .admin import urls as admin_urls
 from .admin.access import can_view_log
 from .admin.bulk_actions import ResendBulkAction
 from .admin.outbox_bulk_actions import CancelBulkAction, RetryBulkAction
+from .admin.outbox_views import MailMenuItem
 from .admin.outbox_views import build_menu_item as build_outbox_menu_item
 
 #: Other parts of the app (outbox, addresses, mailings) add their pages here.
@@ -42,7 +43,7 @@ def register_outbox_urls() -> list[Any]:
 
 @hooks.register("register_admin_menu_item")
 def register_mail_menu() -> SubmenuMenuItem:
-    return SubmenuMenuItem(_("Mail"), mail_menu, icon_name="mail", name="mail", order=850)
+    return MailMenuItem(_("Mail"), mail_menu, icon_name="mail", name="mail", order=850)
 
 
 @hooks.register(MAIL_MENU_HOOK)

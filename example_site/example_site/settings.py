@@ -123,7 +123,10 @@ MEDIA_ROOT = BASE_DIR / "media"
 
 # Wagtail
 WAGTAIL_SITE_NAME = "Example Club"
-WAGTAILADMIN_BASE_URL = os.environ.get("WAGTAILADMIN_BASE_URL", "http://localhost:8000")
+# the host of confirmation links: the port scripts/demo serves on (PORT), unless set
+WAGTAILADMIN_BASE_URL = os.environ.get(
+    "WAGTAILADMIN_BASE_URL", f"http://localhost:{os.environ.get('PORT', '8000')}"
+)
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
 # The demo runs offline: Wagtail's default avatar instead of a Gravatar request.
 WAGTAIL_GRAVATAR_PROVIDER_URL = None

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .. import status as rules
 from ..bulk import filter_in, update_fields
@@ -28,6 +29,17 @@ PROBLEM_FOR_STATUS = {
     rules.Status.COMPLAINED: AddressStatus.SPAM,
     rules.Status.UNSUBSCRIBED: AddressStatus.UNSUBSCRIBED,
     rules.Status.REJECTED: AddressStatus.BLOCKED,
+}
+
+#: The history line of an address that a message event moved to a problem status.
+CAUSE_FOR_STATUS = {
+    rules.Status.BOUNCED: gettext_lazy("A message to this address bounced."),
+    rules.Status.INVALID: gettext_lazy(
+        "A message to this address bounced: the address does not exist."
+    ),
+    rules.Status.COMPLAINED: gettext_lazy("The recipient marked a message as spam."),
+    rules.Status.UNSUBSCRIBED: gettext_lazy("The recipient unsubscribed."),
+    rules.Status.REJECTED: gettext_lazy("The ESP rejected a message to this address."),
 }
 
 
@@ -118,9 +130,7 @@ def on_status_changed(sender: Any, changes: list[Any], **kwargs: Any) -> None:
         problem = PROBLEM_FOR_STATUS.get(change.new)
         if problem is None:
             continue
-        cause = _("%(event)s of a message to this address") % {
-            "event": rules.Status(change.new).label
-        }
+        cause = str(CAUSE_FOR_STATUS[change.new])
         triples.append((change.address, problem, cause))
         recipients[normalize(change.address)] = change.recipient_id
     set_status(triples, recipient_ids=recipients, locked=True)

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from ..addresses import members
 from ..models import Address, AddressStatus
 from ..templatetags.maillog_tags import badge
-from .tables import ShortDateTimeColumn
+from .tables import HumanReadableDateColumn
 
 #: address status -> (Wagtail icon, tone). Tones are the colours of maillog.css.
 APPEARANCE: dict[str, tuple[str, str]] = {
@@ -80,8 +80,8 @@ class AddressTable(tables.Table):
     select = AddressCheckboxColumn(attrs={"td": {"class": "bulk-action-checkbox-cell"}})
     address = tables.Column(verbose_name=_("Address"))
     status = tables.Column(verbose_name=_("Status"))
-    status_at = ShortDateTimeColumn(verbose_name=_("Since"))
-    last_event_at = ShortDateTimeColumn(verbose_name=_("Last event"))
+    status_at = HumanReadableDateColumn(verbose_name=_("Since"))
+    last_event_at = HumanReadableDateColumn(verbose_name=_("Last event"))
     member = tables.Column(verbose_name=_("Member"), empty_values=(), orderable=False)
 
     caption = _("Addresses")

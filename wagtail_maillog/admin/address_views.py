@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -184,11 +185,16 @@ class AddressIndexView(AddressAccessMixin, BaseListingView):
         )
 
     def get_header_buttons(self) -> list[Any]:
+        # On a phone the label would squeeze the page's name to its first letter: there it
+        # is kept for screen readers only (addresses.css), the tooltip shows it on hover.
+        label = _("Resend unanswered requests")
         return [
             HeaderButton(
-                _("Resend unanswered requests"),
+                format_html('<span class="maillog-header-button__label">{}</span>', label),
                 url=reverse("wagtail_maillog_addresses:resend"),
                 icon_name="resubmit",
+                classname="maillog-header-button",
+                attrs={"title": label},
             )
         ]
 

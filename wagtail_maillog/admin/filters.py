@@ -11,10 +11,11 @@ from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
+from wagtail.admin.widgets import BooleanRadioSelect
 
 from ..models import Message, Recipient
 from ..sources import source_label
-from ..status import Status
+from ..status import NOT_DELIVERED, Status
 from .access import visible_messages
 
 
@@ -52,12 +53,17 @@ def _distinct_by_index(field: str) -> list[Any]:
         return sorted(x for (x,) in cursor.fetchall())
 
 
+#: The status filter's value for "every status in NOT_DELIVERED".
+NOT_DELIVERED_CHOICE = "not_delivered"
+
+
 class MailLogFilterSet(WagtailFilterSet):
     status = django_filters.MultipleChoiceFilter(
         label=_("Status"),
-        choices=[(v, label) for v, label in Status.choices if v != Status.NONE],
+        # every status, and first the group of all that did not reach the mailbox
+        choices=[(NOT_DELIVERED_CHOICE, _("Not delivered (any failure)")), *Status.choices],
         widget=forms.CheckboxSelectMultiple,
-        distinct=False,  # a column of the row itself: no join, no duplicates to remove
+        method="filter_status",
     )
     created_at = django_filters.DateFromToRangeFilter(label=_("Date"), widget=DateRangePickerWidget)
     source = django_filters.ChoiceFilter(
@@ -79,7 +85,11 @@ class MailLogFilterSet(WagtailFilterSet):
         choices=(),
     )
     opened = django_filters.BooleanFilter(
-        label=_("Opened"), field_name="opened_at", lookup_expr="isnull", exclude=True
+        label=_("Opened"),
+        field_name="opened_at",
+        lookup_expr="isnull",
+        exclude=True,
+        widget=BooleanRadioSelect,  # Wagtail's All / Yes / No, nothing in the URL for "All"
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -96,6 +106,19 @@ class MailLogFilterSet(WagtailFilterSet):
         self.filters["related_type"].queryset = ContentType.objects.filter(pk__in=used).order_by(
             "app_label", "model"
         )
+
+    def filter_status(
+        self, queryset: QuerySet[Recipient], name: str, value: list[str]
+    ) -> QuerySet[Recipient]:
+        """The ticked statuses, with "Not delivered" standing for all of :data:`NOT_DELIVERED`.
+
+        A column of the row itself: no join, so no duplicates to remove."""
+        if not value:
+            return queryset
+        wanted = {v for v in value if v != NOT_DELIVERED_CHOICE}
+        if NOT_DELIVERED_CHOICE in value:
+            wanted |= NOT_DELIVERED
+        return queryset.filter(status__in=sorted(wanted))
 
     class Meta:
         model = Recipient

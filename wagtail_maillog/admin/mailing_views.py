@@ -49,7 +49,8 @@ STATE_LOOK = {
     MailingState.SCHEDULED: ("time", "waiting"),
     MailingState.STARTING: ("spinner", "waiting"),
     MailingState.QUEUING: ("spinner", "waiting"),
-    MailingState.QUEUED: ("success", "positive"),
+    MailingState.QUEUED: ("spinner", "waiting"),
+    MailingState.SENT: ("success", "positive"),
     MailingState.CANCELLED: ("cross", "neutral"),
     MailingState.FAILED: ("warning", "critical"),
 }
@@ -73,6 +74,12 @@ def _cancellable(mailing: Mailing) -> bool:
         mailing.state == MailingState.QUEUED
         and sending.outbox_items_of(mailing).filter(state__in=CANCELLABLE_STATES).exists()
     )
+
+
+def _person(user: Any) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()
 
 
 def _url(name: str, mailing: Mailing) -> str:
@@ -149,6 +156,7 @@ class MailingMixin(WagtailAdminTemplateMixin):
 
 def progress_context(mailing: Mailing, user: Any) -> dict[str, Any]:
     summary = results.summary(mailing)
+    results.settle(mailing, summary)  # "sending" → "sent" as soon as no recipient waits
     return {
         "mailing": mailing,
         "summary": summary,
@@ -179,6 +187,8 @@ class OverviewView(MailingMixin, TemplateView):
             mailing=mailing,
             state_badge=state_badge(mailing),
             audience_label=audience.label if audience else mailing.audience,
+            sender_name=_person(mailing.sent_by),
+            canceller_name=_person(mailing.cancelled_by),
             connector_label=mailing.connector
             or _("Default (%(name)s)") % {"name": connectors.default_name()},
             can_edit=mailing.is_draft and user.has_perm("wagtail_maillog.change_mailing"),

@@ -148,6 +148,19 @@ def default_view(user: Any) -> str:
     return TEAM if user.has_perm(LEAD_TEAM) else MINE
 
 
+def opening_view(user: Any, counts: dict[str, int]) -> str:
+    """The view the outbox opens on for a user with no remembered choice.
+
+    :func:`default_view` if it holds mail, else the first view (in tab order)
+    that does: a superuser with no mail of their own lands on "System emails"
+    rather than on an empty tab. ``counts`` is :func:`view_counts`.
+    """
+    first = default_view(user)
+    if counts.get(first):
+        return first
+    return next((view for view in VIEWS if counts.get(view)), first)
+
+
 def preference(user: Any) -> OutboxPreference:
     """The user's saved outbox preference, or an unsaved one with the defaults.
 

@@ -72,6 +72,9 @@ def retry_refusal(item: OutboxItem) -> str:
     """Why ``item`` cannot be retried now, or ""."""
     if item.state == SendState.SENDING:
         return gettext("This mail is being handed to its connector right now.")
+    if item.state == SendState.SCHEDULED and not item.attempts:
+        # nothing failed yet: a "retry" would only send it before its time
+        return gettext("This mail has not been tried yet: it is sent at its scheduled time.")
     return ""
 
 
@@ -223,7 +226,28 @@ class OutboxTable(tables.Table):
     def render_subject(self, record: OutboxItem) -> str:
         """The subject, linked to the detail, with Wagtail's "⋯" menu of row actions."""
         subject = record.message.subject or gettext("(no subject)")
-        buttons = []
+        url = reverse("wagtail_maillog_outbox:detail", args=[record.pk])
+        buttons = [
+            Button(
+                gettext("Open"),
+                url=url,
+                icon_name="doc-full",
+                attrs={"data-action-name": "open"},
+                priority=1,
+            ),
+            Button(
+                gettext("Quick view"),
+                url=url,  # without JavaScript: the full page
+                icon_name="view",
+                attrs={
+                    "data-action-name": "quick-view",
+                    "data-maillog-quick-view": reverse(
+                        "wagtail_maillog_outbox:quick_view", args=[record.pk]
+                    ),
+                },
+                priority=2,
+            ),
+        ]
         if self.may_retry and not retry_refusal(record):
             buttons.append(
                 Button(
@@ -244,25 +268,14 @@ class OutboxTable(tables.Table):
                     priority=20,
                 )
             )
-        more = []
-        if buttons:
-            more.append(
-                ButtonWithDropdown(
-                    buttons=buttons,
-                    icon_name="dots-horizontal",
-                    attrs={
-                        "aria-label": gettext("More options for '%(title)s'") % {"title": subject}
-                    },
-                )
-            )
+        more = ButtonWithDropdown(
+            buttons=buttons,
+            icon_name="dots-horizontal",
+            attrs={"aria-label": gettext("More options for '%(title)s'") % {"title": subject}},
+        )
         return render_to_string(
             "wagtail_maillog/outbox/subject_cell.html",
-            {
-                "item": record,
-                "subject": subject,
-                "url": reverse("wagtail_maillog_outbox:detail", args=[record.pk]),
-                "buttons": more,
-            },
+            {"item": record, "subject": subject, "url": url, "buttons": [more]},
         )
 
     def render_next_attempt_at(self, record: OutboxItem, value: datetime) -> str:

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.OutboxIndexView.as_view(), name="index"),
     path("results/", views.OutboxIndexView.as_view(results_only=True), name="index_results"),
     path("<int:pk>/", views.OutboxDetailView.as_view(), name="detail"),
+    path("<int:pk>/quick/", views.OutboxQuickView.as_view(), name="quick_view"),
     path("<int:pk>/retry/", views.OutboxRetryView.as_view(), name="retry"),
     path("<int:pk>/cancel/", views.OutboxCancelView.as_view(), name="cancel"),
     path("connectors/", views.ConnectorsView.as_view(), name="connectors"),

@@ -21,13 +21,16 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
-from django.views.generic import TemplateView
+from django.views.generic import TemplateView, View
 from wagtail.admin import messages
 from wagtail.admin.filters import WagtailFilterSet
-from wagtail.admin.menu import MenuItem
+from wagtail.admin.menu import MenuItem, SubmenuMenuItem
+from wagtail.admin.modal_workflow import render_modal_workflow
 from wagtail.admin.paginator import WagtailPaginator
 from wagtail.admin.ui.sidebar import LinkMenuItem as LinkMenuItemComponent
+from wagtail.admin.ui.sidebar import SubMenuItem as SubMenuItemComponent
 from wagtail.admin.views.generic.base import BaseListingView, WagtailAdminTemplateMixin
+from wagtail.admin.widgets import BooleanRadioSelect
 from wagtail.admin.widgets.button import HeaderButton
 
 from ..models import ConnectorState, OutboxItem, Recipient, SendState
@@ -42,7 +45,7 @@ from .outbox_access import (
     RETRY,
     VIEWS,
     can_view_outbox,
-    default_view,
+    opening_view,
     outbox_count,
     preference,
     save_preference,
@@ -121,7 +124,9 @@ class OutboxFilterSet(WagtailFilterSet):
         choices=Importance.choices,
     )
     system_generated = django_filters.BooleanFilter(
-        label=gettext_lazy("System-generated"), field_name="message__system_generated"
+        label=gettext_lazy("System-generated"),
+        field_name="message__system_generated",
+        widget=BooleanRadioSelect,  # Wagtail's All / Yes / No, not django-filter's "Unknown"
     )
 
     class Meta:
@@ -145,12 +150,15 @@ def ordered_recipients(message: Any) -> list[Recipient]:
 
 
 def chosen_view(request: HttpRequest) -> str:
-    """The view asked for in the URL, else the remembered one, else the default."""
+    """The view asked for in the URL, else the remembered one, else the one the list
+    opens on (:func:`opening_view`): what "select all" of the listing selected."""
     asked = request.GET.get("view")
     if asked in VIEWS:
         return asked
     saved = preference(request.user).view
-    return saved if saved in VIEWS else default_view(request.user)
+    if saved in VIEWS:
+        return saved
+    return opening_view(request.user, view_counts(request.user))
 
 
 def listing_queryset(request: HttpRequest) -> QuerySet[OutboxItem]:
@@ -180,7 +188,7 @@ class OutboxIndexView(OutboxAccessMixin, BaseListingView):
     header_icon = "time"
     index_url_name = INDEX
     index_results_url_name = "wagtail_maillog_outbox:index_results"
-    template_name = "wagtail_maillog/index.html"
+    template_name = "wagtail_maillog/outbox/index.html"
     bulk_model_name = "outboxitem"
     select_all_label = gettext_lazy("Select all mail in this view")
     results_template_name = "wagtail_maillog/outbox/index_results.html"
@@ -200,11 +208,18 @@ class OutboxIndexView(OutboxAccessMixin, BaseListingView):
         return preference(self.request.user)
 
     @cached_property
+    def counts(self) -> dict[str, int]:
+        """How many mails each view holds (one query, shared by the tabs and the menu)."""
+        return view_counts(self.request.user)
+
+    @cached_property
     def current_view(self) -> str:
         asked = self.request.GET.get("view")
         if asked in VIEWS:
             return asked
-        return self.pref.view if self.pref.view in VIEWS else default_view(self.request.user)
+        if self.pref.view in VIEWS:
+            return self.pref.view
+        return opening_view(self.request.user, self.counts)
 
     @cached_property
     def page_size(self) -> int:
@@ -294,8 +309,7 @@ class OutboxIndexView(OutboxAccessMixin, BaseListingView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        user = self.request.user
-        counts = view_counts(user)
+        counts = self.counts
         # The "All" tab counts what the menu badge counts: no second query for it.
         setattr(self.request, COUNT_ATTRIBUTE, counts["all"])
         context["outbox_views"] = [
@@ -388,6 +402,33 @@ class OutboxDetailView(OutboxItemMixin, WagtailAdminTemplateMixin, TemplateView)
             source_label=source_label(message.source),
         )
         return context
+
+
+class OutboxQuickView(OutboxItemMixin, View):
+    """One outbox item, read-only, in a Wagtail modal over the listing (``ModalWorkflow``).
+
+    The essentials of :class:`OutboxDetailView` with Retry and Cancel (links to
+    their confirmation pages) and a link to the full page.
+    """
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        item, user = self.item, request.user
+        return render_modal_workflow(
+            request,
+            "wagtail_maillog/outbox/quick_view.html",
+            None,
+            {
+                "item": item,
+                "message": item.message,
+                "recipients": ordered_recipients(item.message),
+                "state_badge": state_badge(item.state),
+                "connector_enabled": connectors.is_enabled(item.connector),
+                "may_retry": user.has_perm(RETRY) and not retry_refusal(item),
+                "may_cancel": user.has_perm(CANCEL) and not cancel_refusal(item),
+                "retry_refusal": retry_refusal(item) if user.has_perm(RETRY) else "",
+            },
+            json_data={"step": "quick_view"},
+        )
 
 
 class OutboxActionView(OutboxItemMixin, WagtailAdminTemplateMixin, TemplateView):
@@ -587,24 +628,27 @@ class ConnectorToggleView(OutboxAccessMixin, WagtailAdminTemplateMixin, Template
         if refusal:
             messages.error(request, refusal)
         else:
-            changed = connectors.set_enabled(self.name, self.enable, request.user)
+            connectors.set_enabled(self.name, self.enable, request.user)
+            # what waits for this connector (as the confirmation page counted it), not how
+            # many rows changed state: mail that is not due yet keeps its state
+            waiting = visible_outbox(request.user).filter(connector=self.name).count()
             if self.enable:
                 text = ngettext(
-                    "The connector %(name)s is enabled: %(count)d waiting mail is back "
-                    "in the queue.",
-                    "The connector %(name)s is enabled: %(count)d waiting mails are back "
-                    "in the queue.",
-                    changed,
+                    "The connector %(name)s is enabled: %(count)d mail in the outbox goes "
+                    "through it again.",
+                    "The connector %(name)s is enabled: %(count)d mails in the outbox go "
+                    "through it again.",
+                    waiting,
                 )
             else:
                 text = ngettext(
-                    "The connector %(name)s is disabled: %(count)d waiting mail waits "
+                    "The connector %(name)s is disabled: %(count)d mail in the outbox waits "
                     "until it is enabled again.",
-                    "The connector %(name)s is disabled: %(count)d waiting mails wait "
+                    "The connector %(name)s is disabled: %(count)d mails in the outbox wait "
                     "until it is enabled again.",
-                    changed,
+                    waiting,
                 )
-            messages.success(request, text % {"name": self.name, "count": changed})
+            messages.success(request, text % {"name": self.name, "count": waiting})
         return redirect("wagtail_maillog_outbox:connectors")
 
 
@@ -630,6 +674,29 @@ class OutboxMenuItem(MenuItem):
             self.name,
             label,
             self.url,
+            icon_name=self.icon_name,
+            classname=self.classname,
+            attrs={**self.attrs, "data-maillog-outbox-count": str(count)},
+        )
+
+
+class MailMenuItem(SubmenuMenuItem):
+    """The top-level "Mail" menu item, with the outbox count in its label: "Mail (3)".
+
+    Seen while the submenu is closed. The count is the Outbox entry's
+    (:func:`outbox_count`, one COUNT per request, none for users who cannot
+    open the outbox).
+    """
+
+    def render_component(self, request: HttpRequest) -> SubMenuItemComponent:
+        count = outbox_count(request) if can_view_outbox(request.user) else 0
+        label = self.label
+        if count:
+            label = _("%(label)s (%(count)s)") % {"label": self.label, "count": count}
+        return SubMenuItemComponent(
+            self.name,
+            label,
+            self.menu.render_component(request),
             icon_name=self.icon_name,
             classname=self.classname,
             attrs={**self.attrs, "data-maillog-outbox-count": str(count)},

@@ -20,6 +20,7 @@ from wagtail.admin import messages
 from wagtail.admin.admin_url_finder import AdminURLFinder
 from wagtail.admin.paginator import WagtailPaginator
 from wagtail.admin.views.generic.base import BaseListingView, WagtailAdminTemplateMixin
+from wagtail.admin.widgets.button import Button
 
 from .. import actions
 from ..conf import get_setting
@@ -137,7 +138,33 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
         return search_recipients(queryset, self.search_query)
 
     def get_table(self, object_list: Any) -> MailLogTable:
-        return MailLogTable(list(object_list), orderable=True)
+        return MailLogTable(list(object_list), orderable=True, user=self.request.user)
+
+    def export_url(self, fmt: str) -> str:
+        """The listing's URL with its filters, search and ordering, and ``export=fmt``."""
+        params = self.request.GET.copy()
+        for key in ("p", "_w_filter_fragment", "export"):
+            params.pop(key, None)
+        params["export"] = fmt
+        return f"{reverse(self.index_url_name)}?{params.urlencode()}"
+
+    @cached_property
+    def header_more_buttons(self) -> list[Button]:
+        """The exports, in the header's "Actions" menu as Wagtail's own listings have them.
+
+        Wagtail re-renders the header with the results, so the links follow the filters.
+        """
+        return [
+            Button(
+                _("Download CSV"), url=self.export_url("csv"), icon_name="download", priority=90
+            ),
+            Button(
+                _("Download JSON lines"),
+                url=self.export_url("jsonl"),
+                icon_name="download",
+                priority=100,
+            ),
+        ]
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         export = request.GET.get("export")
@@ -230,7 +257,35 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
             opened_caveat=OPENED_CAVEAT,
             source_label=source_label(message.source),
         )
+        context.update(outbox_context(message, user))
+        if context.get("outbox_may_cancel"):
+            context["can_cancel"] = False  # one "Cancel sending": the outbox's, below
         return context
+
+
+def outbox_context(message: Message, user: Any) -> dict[str, Any]:
+    """The message's outbox item, for mail that waits or failed there: its send state,
+    attempts and next attempt, and Retry / Cancel with the outbox's own permissions (the
+    buttons lead to the outbox's confirmation pages). Nothing for those who may not see it.
+    """
+    from .outbox_access import CANCEL as OUTBOX_CANCEL
+    from .outbox_access import RETRY, can_view_outbox, visible_outbox
+    from .outbox_tables import cancel_refusal, retry_refusal, state_badge
+
+    if not can_view_outbox(user):
+        return {}
+    item = visible_outbox(user).filter(message_id=message.pk).defer("payload", "payload_mac")
+    item = item.first()
+    if item is None:
+        return {}
+    retry_no = retry_refusal(item)
+    return {
+        "outbox_item": item,
+        "outbox_state_badge": state_badge(item.state),
+        "outbox_may_retry": user.has_perm(RETRY) and not retry_no,
+        "outbox_retry_refusal": retry_no if user.has_perm(RETRY) else "",
+        "outbox_may_cancel": user.has_perm(OUTBOX_CANCEL) and not cancel_refusal(item),
+    }
 
 
 class ActionView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):

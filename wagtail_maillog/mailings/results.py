@@ -13,12 +13,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
-from ..models import Mailing, MailingState
+from ..models import Mailing, MailingState, SendAttempt
 from .sending import recipients_of
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 TASK = "wagtail_maillog.mailings.results.refresh"
 #: Not handed over yet.
 WAITING = frozenset({rules.Status.NONE, rules.Status.PENDING, rules.Status.SENDING})
+#: Never reached the ESP (yet).
+NOT_GONE = WAITING | {rules.Status.CANCELLED, rules.Status.FAILED, rules.Status.BLOCKED}
 #: Shown in this order on the progress page (others follow).
 ORDER = [
     rules.Status.PENDING,
@@ -58,6 +61,11 @@ class Summary:
         return self.total - sum(self.counts.get(s, 0) for s in WAITING)
 
     @property
+    def gone(self) -> int:
+        """Recipients the ESP has (cancelled, failed and blocked ones never reached it)."""
+        return self.total - sum(self.counts.get(s, 0) for s in NOT_GONE)
+
+    @property
     def percent(self) -> int:
         """Share of recipients no longer waiting to be sent (0–100)."""
         if not self.total:
@@ -81,13 +89,70 @@ def summary(mailing: Mailing) -> Summary:
     return Summary(total=sum(counts.values()), counts=counts)
 
 
+#: The progress page polls while a recipient has one of these: its count is about to move.
+MOVING = WAITING | {rules.Status.QUEUED}
+
+
 def is_busy(mailing: Mailing, result: Summary) -> bool:
-    """Whether the progress page should keep polling."""
+    """Whether the progress page should keep polling: while the mailing starts or queues,
+    while "update results" runs, and while any recipient is pending, sending or queued
+    (whatever the mailing's state: a cancelled one may have mail still on its way)."""
     if mailing.refresh_running:
         return True
-    if mailing.state in (MailingState.SCHEDULED, MailingState.STARTING, MailingState.QUEUING):
-        return mailing.state != MailingState.SCHEDULED
-    return mailing.state == MailingState.QUEUED and result.percent < 100
+    if mailing.state in (MailingState.STARTING, MailingState.QUEUING):
+        return True
+    if mailing.state in (MailingState.DRAFT, MailingState.SCHEDULED):
+        return False
+    return any(result.counts.get(s) for s in MOVING)
+
+
+def settle(mailing: Mailing, result: Summary | None = None) -> bool:
+    """A mailing "sending" none of whose recipients waits any more becomes "sent", with
+    the time its last recipient was handed over; "failed" if not one could be.
+
+    Called by the every-minute schedule and by the results page; True if it changed.
+    """
+    if mailing.state != MailingState.QUEUED:
+        return False
+    if result is not None:
+        if any(result.counts.get(s) for s in WAITING):
+            return False
+        anybody = result.total > 0
+    else:
+        if recipients_of(mailing).filter(status__in=WAITING).exists():
+            return False
+        anybody = recipients_of(mailing).exists()
+    last = (
+        SendAttempt.objects.filter(
+            message__content_type=ContentType.objects.get_for_model(Mailing),
+            message__object_id=str(mailing.pk),
+            outcome=SendAttempt.Outcome.SENT,
+        )
+        .order_by()
+        .aggregate(last=Max("at"))["last"]
+    )
+    if last is not None or not anybody:
+        changes: dict[str, Any] = {
+            "state": MailingState.SENT,
+            "finished_at": last or mailing.queued_at or timezone.now(),
+        }
+    else:
+        changes = {
+            "state": MailingState.FAILED,
+            "error": _("No recipient could be handed over to the ESP: see the problem recipients."),
+        }
+    changed = bool(
+        Mailing.objects.filter(pk=mailing.pk, state=MailingState.QUEUED).update(**changes)
+    )
+    if changed:
+        for name, value in changes.items():
+            setattr(mailing, name, value)
+    return changed
+
+
+def settle_all() -> int:
+    """Every minute: settle the mailings that are sending."""
+    return sum(settle(m) for m in Mailing.objects.filter(state=MailingState.QUEUED))
 
 
 def problem_recipients(mailing: Mailing, limit: int = 50) -> Any:

@@ -126,6 +126,9 @@ def start_due() -> int:
     for pk in [*due, *lost]:
         queue_mailing(pk)
         started += 1
+    from .results import settle_all
+
+    settle_all()  # "sending" becomes "sent" once no recipient waits
     return started
 
 
@@ -136,13 +139,26 @@ def cancel(mailing: Mailing, user: Any = None) -> int:
     """
     from ..outbox.worker import cancel as cancel_items
 
+    who = user if getattr(user, "pk", None) else None
     with transaction.atomic():
         locked = Mailing.objects.select_for_update().get(pk=mailing.pk)
         if locked.state in (MailingState.SCHEDULED, MailingState.STARTING, MailingState.QUEUING):
-            locked.state = MailingState.CANCELLED
-            locked.save(update_fields=["state", "updated_at"])
+            _mark_cancelled(locked, who)
     waiting = outbox_items_of(mailing).filter(state__in=CANCELLABLE_STATES)
-    return cancel_items(list(waiting.only("pk")), user=user)
+    taken_out = cancel_items(list(waiting.only("pk")), user=user)
+    if taken_out:  # part of it had gone out already: the rest was stopped
+        with transaction.atomic():
+            locked = Mailing.objects.select_for_update().get(pk=mailing.pk)
+            if locked.state == MailingState.QUEUED:
+                _mark_cancelled(locked, who)
+    return taken_out
+
+
+def _mark_cancelled(locked: Mailing, user: Any) -> None:
+    locked.state = MailingState.CANCELLED
+    locked.cancelled_at = timezone.now()
+    locked.cancelled_by = user
+    locked.save(update_fields=["state", "cancelled_at", "cancelled_by", "updated_at"])
 
 
 # ---- queuing (the django-q2 task) -----------------------------------------

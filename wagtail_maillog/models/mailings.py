@@ -21,9 +21,13 @@ class MailingState(models.TextChoices):
     SCHEDULED = "scheduled", _("Scheduled")
     STARTING = "starting", _("Starting")
     QUEUING = "queuing", _("Queuing recipients")
-    QUEUED = "queued", _("Handed to the outbox")
+    #: Every recipient is in the outbox; the workers are handing them to the ESP.
+    QUEUED = "queued", _("Sending")
+    #: No recipient waits any more: ``finished_at`` is when the last one was handed over.
+    SENT = "sent", _("Sent")
     CANCELLED = "cancelled", _("Cancelled")
-    FAILED = "failed", _("Failed to start")
+    #: It could not start (queuing failed), or not one recipient could be handed over.
+    FAILED = "failed", _("Failed")
 
 
 #: States in which nothing has gone out yet, so the mailing can be cancelled outright.
@@ -97,6 +101,16 @@ class Mailing(models.Model):
     #: earlier one still going stops at its next chunk.
     queue_runs = models.PositiveIntegerField(default=0, editable=False)
     queued_at = models.DateTimeField(_("all recipients queued"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("last recipient handed over"), null=True, blank=True)
+    cancelled_at = models.DateTimeField(_("cancelled"), null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("cancelled by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     #: Members looked at, mails queued, and members skipped by reason (set while queuing).
     member_count = models.PositiveIntegerField(_("members"), default=0)

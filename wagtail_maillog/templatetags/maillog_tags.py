@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +21,8 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from ..status import ENGAGED, FAILURES, OPENED_CAVEAT, Status
+from ..conf import get_setting
+from ..status import DELIVERED_CAVEAT, ENGAGED, FAILURES, OPENED_CAVEAT, Status
 
 register = template.Library()
 
@@ -61,6 +64,97 @@ def event_label(event_type: str) -> str:
         return str(Status(event_type).label)
     except ValueError:
         return event_type.replace("_", " ").capitalize()
+
+
+#: Deferred mail, told apart (seed 001): the receiving server refused it for now, or
+#: the ESP put the sending off itself. docs/statuses.md gives the rule.
+DEFERRED_KINDS = {
+    "temporary_bounce": _("Temporary bounce"),
+    "postponed": _("Postponed"),
+}
+DEFERRED_KIND_HELP = {
+    "temporary_bounce": _(
+        "The receiving server refused the mail for now (a full mailbox, a network "
+        "problem). The ESP keeps trying; it becomes Bounced when the ESP gives up or "
+        "after %(days)d days."
+    ),
+    "postponed": _(
+        "The ESP put the sending off (its own queue or a sending limit); the receiving "
+        "server has not refused it. The status will change."
+    ),
+}
+#: An SMTP temporary failure: a 4xx reply code or a 4.x.x enhanced status code.
+_SMTP_TEMPORARY = re.compile(r"^\s*4\d\d\b|(?<![\d.])4\.\d{1,3}\.\d{1,3}\b")
+#: Keys of ESP payloads that name the kind of a delay or bounce, and the values (lower
+#: case, letters only) that mean a refusal by the receiving server.
+_KIND_KEYS = {"type", "severity", "delaytype", "bouncetype", "bounceclass"}
+_SOFT_BOUNCE_VALUES = {
+    "softbounce",  # Postmark
+    "transient",  # Postmark, Amazon SES
+    "temporary",  # Mailgun
+    "mailboxfull",  # Amazon SES delivery delay
+    "transientcommunicationfailure",  # Amazon SES
+}
+
+
+def _raw_says_soft_bounce(raw: Any, depth: int = 0) -> bool:
+    if depth > 3:
+        return False
+    if isinstance(raw, list):
+        return any(_raw_says_soft_bounce(item, depth + 1) for item in raw[:10])
+    if not isinstance(raw, dict):
+        return False
+    for key, value in raw.items():
+        if isinstance(value, (dict, list)):
+            if _raw_says_soft_bounce(value, depth + 1):
+                return True
+        elif _letters(key) in _KIND_KEYS and _letters(value) in _SOFT_BOUNCE_VALUES:
+            return True
+    return False
+
+
+def _letters(value: Any) -> str:
+    return re.sub(r"[^a-z]", "", str(value).lower())
+
+
+def deferred_kind(event: Any) -> str:
+    """``"temporary_bounce"`` or ``"postponed"`` for a ``deferred`` event.
+
+    A temporary bounce when the event shows a refusal by the receiving server: an SMTP
+    4xx answer in anymail's ``mta_response``, anymail's ``reject_reason`` "bounced", or
+    the ESP's own payload calling it a soft/transient/temporary bounce. Otherwise the
+    ESP put the sending off itself: postponed.
+    """
+    if _SMTP_TEMPORARY.search(event.mta_response or "") or event.reject_reason == "bounced":
+        return "temporary_bounce"
+    return "temporary_bounce" if _raw_says_soft_bounce(event.raw) else "postponed"
+
+
+@register.inclusion_tag("wagtail_maillog/includes/deferred_kind.html")
+def maillog_deferred_kind(recipient: Any = None, event: Any = None) -> dict[str, Any]:
+    """Which kind of deferred a recipient's (or an event's) "Deferred" is.
+
+    For a recipient, its latest ``deferred`` event decides (one query, only for
+    deferred recipients, on the message page).
+    """
+    if event is None and recipient is not None and recipient.status == Status.DEFERRED:
+        event = recipient.events.filter(event_type=Status.DEFERRED).order_by("-pk").first()
+    if event is None or event.event_type != Status.DEFERRED:
+        return {"kind": ""}
+    kind = deferred_kind(event)
+    help_text = DEFERRED_KIND_HELP[kind]
+    if kind == "temporary_bounce":
+        help_text = str(help_text) % {"days": get_setting("DEFERRED_BOUNCE_DAYS")}
+    return {"kind": kind, "label": DEFERRED_KINDS[kind], "help": help_text}
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """An ESP payload as indented JSON, its keys in the order they were stored.
+
+    (PostgreSQL's ``jsonb`` keeps its own key order; other databases keep the ESP's.)
+    """
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
 @register.simple_tag
@@ -112,7 +206,12 @@ def _icon(name: str) -> SafeString:
 
 def status_badge(status: str, reason: str = "") -> SafeString:
     """A recipient's status; the reason (or the "opened" caveat) as a tooltip."""
-    title = OPENED_CAVEAT if status in ENGAGED else reason
+    if status in ENGAGED:
+        title = OPENED_CAVEAT
+    elif status == Status.DELIVERED:
+        title = DELIVERED_CAVEAT
+    else:
+        title = reason
     return badge(status, Status, appearance(status), title)
 
 

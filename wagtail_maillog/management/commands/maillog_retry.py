@@ -29,4 +29,5 @@ class Command(BaseCommand):
         if options["connector"]:
             items = items.filter(connector__in=options["connector"])
         count = retry_now(list(items.only("pk")))
-        self.stdout.write(f"{count} mail(s) will be retried now.")
+        noun = "mail" if count == 1 else "mails"
+        self.stdout.write(f"{count} {noun} will be retried now.")

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from ...addresses.members import registered, sync
+from ...checks import DOCS_URL
 
 
 class Command(BaseCommand):
@@ -14,6 +15,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not registered():
-            self.stdout.write("No member model is registered (see docs/addresses.md).")
+            self.stdout.write(f"No member model is registered (see {DOCS_URL}addresses.md).")
             return
         self.stdout.write(f"{sync()} member addresses have a row.")
