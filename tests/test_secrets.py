@@ -71,6 +71,7 @@ def test_a_reset_asked_by_a_signed_in_editor_is_not_their_teams_mail(store_bodie
         assert token not in page.content.decode()
     page = client_for(admin).get(_detail(message))
     assert page.status_code == 200 and token not in page.content.decode()
+    assert "carries a credential" in page.content.decode()  # why it cannot be resent
 
 
 def test_a_password_reset_is_never_stored_even_when_labelled_to_be(store_bodies):

@@ -26,7 +26,7 @@ from .models import Address, AddressStatus, Mailing, Message, Recipient, SendAtt
 from .models.addresses import PROBLEMS
 from .models.messages import Role
 from .recording import PK_ATTRIBUTE
-from .redaction import REDACTED
+from .redaction import REDACTED, is_sensitive
 
 
 class ActionRefused(Exception):
@@ -95,6 +95,11 @@ def resend_refusal(message: Message) -> str:
         if mailing is None:
             return _("The mailing this mail was part of was deleted, so it cannot be resent.")
         return (page_refusal(mailing.page) or "") if mailing.page_id else ""
+    if not message.body_stored and is_sensitive(message.source):
+        return _(
+            "This message carries a credential (a password reset or confirmation link): "
+            "its body is never stored, so it cannot be resent. Ask for a new one instead."
+        )
     if not message.body_stored:
         return _("The body of this message was not stored, so it cannot be resent.")
     stored = [message.body_text, message.body_html, *map(str, (message.headers or {}).values())]
