@@ -56,13 +56,7 @@ class ResendResult:
 
 def mailing_of(message: Message) -> Mailing | None:
     """The mailing ``message`` was one of the recipients' mails of, else None."""
-    from .mailings.sending import SOURCE
-
-    if message.source != SOURCE or not message.content_type_id:
-        return None
-    if message.content_type_id != ContentType.objects.get_for_model(Mailing).pk:
-        return None
-    if not str(message.object_id).isdigit():
+    if not _is_mailings(message) or not str(message.object_id).isdigit():
         return None
     return Mailing.objects.filter(pk=int(message.object_id)).first()
 

@@ -160,40 +160,27 @@ class MailLogTable(tables.Table):
         when an action is refused after all.
         """
         message = record.message
-        pk = record.message_id
-        buttons = [
-            Button(
-                gettext("Open"),
-                url=reverse("wagtail_maillog:detail", args=[pk]),
-                icon_name="doc-full",
-                attrs={"data-action-name": "open"},
-                priority=1,
-            )
-        ]
-        if (
+        may_resend = (
             self.may_resend
             and not message.attachment_count
             and (message.body_stored or message.source == MAILING_SOURCE)
-        ):
-            buttons.append(
-                Button(
-                    gettext("Resend"),
-                    url=reverse("wagtail_maillog:resend", args=[pk]),
-                    icon_name="resubmit",
-                    attrs={"data-action-name": "resend"},
-                    priority=10,
-                )
+        )
+        may_cancel = self.may_cancel and record.status in CANCELLABLE
+        buttons = [
+            Button(
+                label,
+                url=reverse(f"wagtail_maillog:{view}", args=[record.message_id]),
+                icon_name=icon,
+                attrs={"data-action-name": name},
+                priority=priority,
             )
-        if self.may_cancel and record.status in CANCELLABLE:
-            buttons.append(
-                Button(
-                    gettext("Cancel sending"),
-                    url=reverse("wagtail_maillog:cancel", args=[pk]),
-                    icon_name="cross",
-                    attrs={"data-action-name": "cancel"},
-                    priority=20,
-                )
+            for allowed, label, view, icon, name, priority in (
+                (True, gettext("Open"), "detail", "doc-full", "open", 1),
+                (may_resend, gettext("Resend"), "resend", "resubmit", "resend", 10),
+                (may_cancel, gettext("Cancel sending"), "cancel", "cross", "cancel", 20),
             )
+            if allowed
+        ]
         return ButtonWithDropdown(
             buttons=buttons,
             icon_name="dots-horizontal",

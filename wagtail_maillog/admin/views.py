@@ -240,6 +240,7 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
             EVENTS_PER_PAGE,
         ).get_page(self.request.GET.get("p"))
         events = list(events_page.object_list)
+        resend_refusal = actions.resend_refusal(message)  # a mailing's: one query
         context.update(
             message=message,
             recipients=recipients,
@@ -251,8 +252,8 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
             # of every message instead of looking up the (few) resends.
             resends=sorted(message.resends.order_by("pk"), key=lambda m: (m.created_at, m.pk)),
             show_body=bool(get_setting("STORE_BODY") and message.body_stored),
-            can_resend=user.has_perm(RESEND) and not actions.resend_refusal(message),
-            resend_refusal=actions.resend_refusal(message),
+            can_resend=user.has_perm(RESEND) and not resend_refusal,
+            resend_refusal=resend_refusal,
             can_cancel=user.has_perm(CANCEL) and any(r.status in CANCELLABLE for r in recipients),
             opened_caveat=OPENED_CAVEAT,
             source_label=source_label(message.source),
