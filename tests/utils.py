@@ -86,3 +86,39 @@ def tracking_event(**fields: Any) -> Any:
         esp_event={"type": "delivery"},
     )
     return SimpleNamespace(**{**base, **fields})
+
+
+class Statements:
+    """Statements this connection sent to the database server.
+
+    Django counts one ``executemany`` as one query, but mysqlclient sends an
+    UPDATE once per row: on MariaDB/MySQL only the server's own count
+    (``Questions``) shows it. On SQLite and PostgreSQL, Django's count.
+    ``with Statements() as sent: ...`` then ``sent.count``.
+    """
+
+    def __init__(self, using: str = "default") -> None:
+        from django.db import connections
+
+        self.connection = connections[using]
+
+    def _questions(self) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+            return int(cursor.fetchone()[1])
+
+    def __enter__(self) -> Statements:
+        if self.connection.vendor == "mysql":
+            self.start = self._questions()
+        else:
+            from django.test.utils import CaptureQueriesContext
+
+            self.captured = CaptureQueriesContext(self.connection).__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.connection.vendor == "mysql":
+            self.count = self._questions() - self.start - 1  # not the SHOW itself
+        else:
+            self.captured.__exit__(*exc)
+            self.count = len(self.captured)

@@ -3,8 +3,9 @@
 Django's ``bulk_create``/``bulk_update`` split their work by the database's
 parameter limit (999 on SQLite before Django 6), so 1,000 events became ~25
 statements. ``executemany`` sends one statement with many parameter rows: one
-round trip on SQLite, multi-row inserts of up to 64 KB each on MySQL/MariaDB
-(mysqlclient's ``executemany``; an UPDATE there is joined to its rows instead,
+round trip on SQLite, multi-row inserts of up to 1 MB each on MySQL/MariaDB
+(mysqlclient's ``executemany``, raised from its 64 KB, see :func:`_statements_of`;
+an UPDATE there is joined to its rows instead,
 :func:`_update_joined`). On PostgreSQL each column
 goes as one array instead (``INSERT ... SELECT * FROM UNNEST(...)`` and
 ``UPDATE ... FROM UNNEST(...)``, as Django's own ``bulk_create`` does since
@@ -45,6 +46,12 @@ except ImportError:  # psycopg 2, or no PostgreSQL
     psycopg = None
 
 Converter = Callable[[Any], Any]
+
+#: MySQL/MariaDB: the size of one multi-row INSERT that mysqlclient's
+#: ``executemany`` builds (its default, 64 KB, split a 1,000-event webhook
+#: batch into ~8 statements). Well under the servers' default
+#: ``max_allowed_packet`` (16 MB on MariaDB, 64 MB on MySQL 8).
+MYSQL_STATEMENT_BYTES = 1024 * 1024
 
 #: Elsewhere than PostgreSQL, lookups of more values than this are split
 #: (SQLite caps the parameters of a query).
@@ -210,6 +217,15 @@ def _array_cursor(connection: Any) -> Iterator[tuple[Any, str]]:
         yield cursor, "%b"
 
 
+def _statements_of(cursor: Any, size: int) -> None:
+    """Let mysqlclient's cursor, under Django's wrappers, build INSERTs of ``size`` bytes."""
+    raw = cursor
+    while "cursor" in getattr(raw, "__dict__", {}):  # Django's wrappers keep it there
+        raw = raw.__dict__["cursor"]
+    if hasattr(type(raw), "max_stmt_length"):  # MySQLdb.cursors.BaseCursor
+        raw.max_stmt_length = size
+
+
 def _insert_sql(model: type[models.Model], fields: list[models.Field], connection: Any) -> str:
     """The single-row INSERT (conflicts ignored) that ``executemany`` repeats."""
     query = InsertQuery(model, on_conflict=OnConflict.IGNORE)
@@ -245,6 +261,8 @@ def insert_rows(
     types = _unnest_types(fields, connection)
     if types is None:
         with connection.cursor() as cursor:
+            if connection.vendor == "mysql":
+                _statements_of(cursor, MYSQL_STATEMENT_BYTES)
             cursor.executemany(
                 _insert_sql(model, fields, connection), list(zip(*columns, strict=True))
             )

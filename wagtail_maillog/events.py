@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import zlib
 from collections import defaultdict
@@ -31,6 +30,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from . import status as rules
+from . import storable
 from .bulk import JSONText, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Event, Recipient
@@ -120,9 +120,8 @@ def _encoded(value: Any, limit: Any = _SETTING) -> tuple[Any, str]:
 #: PostgreSQL's ``jsonb`` and SQLite take: nesting of 32 levels or more, a lone UTF-16
 #: surrogate (``"\ud800"``, which ``json.loads`` accepts), NaN and infinities. The
 #: insert would fail with an IntegrityError (4025) however often the ESP retried.
-MARIADB_JSON_DEPTH = 31
+MARIADB_JSON_DEPTH = storable.MARIADB_JSON_DEPTH
 _SURROGATE_ESCAPE = re.compile(r"\\ud[89a-f]", re.IGNORECASE)
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _NOT_FINITE = re.compile(r"\b(?:NaN|-?Infinity)\b")
 
 
@@ -146,20 +145,10 @@ def _mariadb_refuses(text: str, value: Any) -> bool:
     )
 
 
-def _for_mariadb(value: Any, depth: int = 0) -> Any:
+def _for_mariadb(value: Any) -> Any:
     """``value`` as MariaDB stores it: U+FFFD for each surrogate, NaN and infinities
     as text, and each object or array nested too deep as its JSON text."""
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict | list | tuple):
-        if depth >= MARIADB_JSON_DEPTH:
-            return _for_mariadb(json.dumps(value, default=str))
-        if isinstance(value, dict):
-            return {_for_mariadb(k): _for_mariadb(v, depth + 1) for k, v in value.items()}
-        return [_for_mariadb(v, depth + 1) for v in value]
-    return value
+    return storable.json_value(value, None, max_depth=MARIADB_JSON_DEPTH)
 
 
 def dedupe_key(esp_name: str, event: Any, raw: Any) -> str:

@@ -8,18 +8,37 @@ large purge runs. ``PURGE_MODE`` decides what goes:
   recipient rows (with their final status) stay for statistics.
 
 Orphan events (never matched to a message) older than the limit always go.
+
+Each table is emptied of a batch with one statement (``_delete``), not through
+Django's deletion collector, which loads the rows and deletes them 100 at a
+time: a batch costs the same few statements for 10 messages as for 1,000.
+No model of this package has delete signals; the rows that point at what is
+deleted are handled here one by one (``POINTING_AT_MESSAGES``, checked by a test).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .conf import get_setting
-from .models import Event, Message, Recipient, SendAttempt
+from .models import AddressChange, Event, Message, OutboxItem, Recipient, SendAttempt
+
+#: Every foreign key to a message, recipient or event, as (model, field): what a
+#: batch of :func:`purge` deletes or unlinks besides the messages themselves.
+POINTING_AT_MESSAGES = {
+    (Event, "recipient"),
+    (Recipient, "message"),
+    (SendAttempt, "message"),
+    (OutboxItem, "message"),
+    (Message, "resent_from"),
+    (AddressChange, "recipient"),
+}
 
 
 @dataclass
@@ -65,20 +84,14 @@ def purge(
         ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
             break
-        # .only("pk"): deleting goes through Django's collector (cascades, signals),
-        # which otherwise loads every column of every row (bodies, JSON) it deletes.
         with transaction.atomic():
-            deleted, _ = Event.objects.filter(recipient__message_id__in=ids).only("pk").delete()
-            result.events += deleted
+            result.events += _delete(Event.objects.filter(recipient__message_id__in=ids))
             if mode == "events":
                 Message.objects.filter(pk__in=ids).update(
                     body_text="", body_html="", body_stored=False
                 )
             else:
-                Recipient.objects.filter(message_id__in=ids).only("pk").delete()
-                SendAttempt.objects.filter(message_id__in=ids).only("pk").delete()
-                Message.objects.filter(resent_from_id__in=ids).update(resent_from=None)
-                result.messages += Message.objects.filter(pk__in=ids).only("pk").delete()[0]
+                result.messages += _delete_messages(ids)
         result.batches += 1
         if mode == "events":
             result.messages += len(ids)
@@ -91,9 +104,24 @@ def purge(
         )
         if not ids:
             break
-        result.events += Event.objects.filter(pk__in=ids).only("pk").delete()[0]
+        result.events += _delete(Event.objects.filter(pk__in=ids))
         result.batches += 1
     return result
+
+
+def _delete(queryset: QuerySet[Any]) -> int:
+    """Delete the rows of ``queryset`` in one statement (no collector, no signals)."""
+    return queryset._raw_delete(queryset.db)
+
+
+def _delete_messages(ids: list[int]) -> int:
+    """Delete messages ``ids`` and what points at them (their events are gone already)."""
+    AddressChange.objects.filter(recipient__message_id__in=ids).update(recipient=None)
+    _delete(Recipient.objects.filter(message_id__in=ids))
+    _delete(SendAttempt.objects.filter(message_id__in=ids))
+    _delete(OutboxItem.objects.filter(message_id__in=ids))
+    Message.objects.filter(resent_from_id__in=ids).update(resent_from=None)
+    return _delete(Message.objects.filter(pk__in=ids))
 
 
 def purge_expired() -> str:

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import status as rules
+from . import storable
 from .bulk import insert_rows, update_fields
 from .conf import get_setting
 from .context import (
@@ -58,12 +59,15 @@ def _addresses(values: Any) -> list[tuple[str, str]]:
         return []
     if all(isinstance(v, str) and _BARE.fullmatch(v) for v in values):
         # A mailing's 500 bare addresses: the email header parser costs ~0.1 ms each.
-        return [(v.lower()[:254], "") for v in values]
+        return [(storable.text(v.lower())[:254], "") for v in values]
     try:
         parsed = parse_address_list(values)
     except AnymailInvalidAddress:
-        return [(str(v).strip().lower()[:254], "") for v in values]
-    return [(a.addr_spec.lower()[:254], _readable(a.display_name)[:255]) for a in parsed]
+        return [(storable.text(str(v).strip().lower())[:254], "") for v in values]
+    return [
+        (storable.text(a.addr_spec.lower())[:254], storable.text(_readable(a.display_name))[:255])
+        for a in parsed
+    ]
 
 
 def _readable(name: str | None) -> str:
@@ -166,24 +170,27 @@ def record_message(
     else:
         system = stack_source is not None or label.user is None
     headers = redact_headers(
-        {str(k): str(v) for k, v in (getattr(message, "extra_headers", {}) or {}).items()}
+        {
+            storable.text(str(k)): storable.text(str(v))
+            for k, v in (getattr(message, "extra_headers", {}) or {}).items()
+        }
     )
     store_body = label.store_body if label.store_body is not None else get_setting("STORE_BODY")
     store_body = bool(store_body) and not is_sensitive(source, label.sensitive)
     text, html = _bodies(message) if store_body else ("", "")
-    text, html = redact(text), redact(html)
-    attachments = _attachment_names(message)
+    text, html = storable.text(redact(text)), storable.text(redact(html))
+    attachments = [storable.text(name) for name in _attachment_names(message)]
     now = timezone.now()
     user = label.user if getattr(label.user, "pk", None) else None
 
     row = Message.objects.create(
         created_at=now,
-        subject=str(message.subject or ""),
-        from_email=str(message.from_email or "")[:320],
-        reply_to=[str(a) for a in (message.reply_to or [])],
+        subject=storable.text(str(message.subject or "")),
+        from_email=storable.text(str(message.from_email or ""))[:320],
+        reply_to=[storable.text(str(a)) for a in (message.reply_to or [])],
         headers=headers,
-        tags=list(getattr(message, "tags", None) or []),
-        metadata=dict(getattr(message, "metadata", None) or {}),
+        tags=storable.json_value(list(getattr(message, "tags", None) or [])),
+        metadata=storable.json_value(dict(getattr(message, "metadata", None) or {})),
         importance=_importance(label.importance, headers),
         source=source[:64],
         esp_name=esp_name[:64],
@@ -317,7 +324,7 @@ def _error_response(error: BaseException) -> dict[str, Any] | None:
         body: Any = response.json()
     except Exception:  # not JSON, or no body at all
         body = str(getattr(response, "text", "") or "")[:4000]
-    return {"status_code": status_code, "body": body}
+    return storable.json_value({"status_code": status_code, "body": body})
 
 
 def failure_reason(error: BaseException, esp_name: str = "") -> str:
@@ -328,7 +335,7 @@ def failure_reason(error: BaseException, esp_name: str = "") -> str:
     if status_code is not None:
         answer = _error_response(error) or {}
         body = answer.get("body")
-        detail = ""
+        detail = ""  # the answer is cleaned already (_error_response)
         if isinstance(body, dict):
             # Postmark "Message", Mailgun "message", SendGrid/Brevo "errors"/"message", ...
             for key in ("Message", "message", "error", "errors", "detail"):
@@ -345,7 +352,7 @@ def failure_reason(error: BaseException, esp_name: str = "") -> str:
     if isinstance(cause, OSError):  # requests' ConnectionError, Timeout, ... (and socket errors)
         return (
             _("%(esp)s could not be reached: %(error)s")
-            % {"esp": esp, "error": f"{type(cause).__name__}: {cause}"}
+            % {"esp": esp, "error": storable.text(f"{type(cause).__name__}: {cause}")}
         )[:2000]
     from .outbox.worker import describe
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -49,6 +48,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
+from . import storable
 from .conf import get_setting
 from .events import collecting, ingest
 
@@ -270,23 +270,11 @@ def _is_ping(request: HttpRequest) -> bool:
     return _blank_text(request.body.decode("utf-8", "replace"))
 
 
-#: What hostile JSON can carry and storage refuses: NUL (PostgreSQL) and lone
-#: UTF-16 surrogates (UTF-8). ``json.loads`` accepts ``"\u0000"`` and ``"\ud800"``.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
 def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # NaN and infinities are not JSON for PostgreSQL
+    """``value`` without what storage refuses (see :mod:`.storable`); form posts as dicts."""
     if isinstance(value, QueryDict):
         value = {k: v[0] if len(v) == 1 else v for k, v in value.lists()}
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+    return storable.json_value(value, None)
 
 
 def _storable(event: Any) -> Any:

@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
+from .. import storable
 from ..addresses.suppression import apply as suppress
 from ..conf import get_setting
 from ..models import OutboxItem, Recipient, SendAttempt, SendState
@@ -264,7 +265,7 @@ def describe(error: BaseException) -> str:
         text = str(error)
     except Exception:  # e.g. an AnymailAPIError built without a response
         text = repr(getattr(error, "args", ()))
-    return f"{type(error).__name__}: {text}"[:4000]
+    return storable.text(f"{type(error).__name__}: {text}")[:4000]
 
 
 def _succeed(
