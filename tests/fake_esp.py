@@ -72,6 +72,8 @@ class Sent:
     recipients: list[str]
     subject: str
     batch: bool = False
+    headers: tuple[tuple[str, str], ...] = ()  # Mailgun's "h:" fields, as sent
+    recipient_variables: str = ""  # Mailgun's recipient-variables (JSON text)
 
 
 @dataclass
@@ -492,7 +494,15 @@ def _mailgun_send(fake: FakeESP, request: Request, domain: str) -> Answer:
     message_id = f"<{stamp}.{uuid.uuid4().hex[:16].upper()}@{domain}>"
     subject = (form.get("subject") or [""])[0]
     fake._add_sent(
-        Sent("mailgun", [message_id], recipients, subject, batch="recipient-variables" in form)
+        Sent(
+            "mailgun",
+            [message_id],
+            recipients,
+            subject,
+            batch="recipient-variables" in form,
+            headers=tuple((k, v[0]) for k, v in form.items() if k.startswith("h:")),
+            recipient_variables=(form.get("recipient-variables") or [""])[0],
+        )
     )
     return 200, {"id": message_id, "message": "Queued. Thank you."}
 

@@ -93,3 +93,70 @@ def test_a_mailing_goes_out_through_a_django_q2_cluster(tmp_path, monkeypatch):
     assert set(calls) == {"News {{name}}"}
     assert not OutboxItem.objects.exists()
     assert results.summary(mailing).percent == 100
+
+
+def test_a_batch_interrupted_by_sigkill_is_held_not_sent_twice(tmp_path, monkeypatch, admin_client):
+    """Issue 17.6: the worker is killed while the ESP holds a batch of 4 members. After
+    the lease the batch is not handed over again blindly: it waits, its members
+    "unknown", for a person to retry or drop it; the other batches go; the counts stay
+    exact when the queuing task runs again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.test_outbox_workers import kill_mid_send, with_no_wake
+    from wagtail_maillog.models import Recipient, SendAttempt
+    from wagtail_maillog.outbox import worker
+
+    for i in range(10):
+        Member.objects.create(name=f"Member {i}", email=f"m{i}@example.com")
+    set_status([(f"m{i}@example.com", AddressStatus.CONFIRMED, "t") for i in range(10)])
+    mailing = Mailing.objects.create(
+        subject="News {{ name }}", body="<p>Hi {{ name }}</p>", audience="members"
+    )
+    monkeypatch.setattr(sending, "_start_task", lambda pk: None)
+    sending.send(mailing)
+    with_no_wake(lambda: sending.queue_mailing(mailing.pk))
+    assert OutboxItem.objects.count() == 3  # 4 + 4 + 2 members
+
+    marker = tmp_path / "esp-calls.txt"
+    kill_mid_send(marker)  # the ESP has the first batch; no answer came
+    held = OutboxItem.objects.get(attempts=1, state="sending", message__attempts__outcome="started")
+
+    later = timezone.now() + timedelta(seconds=301)
+    monkeypatch.setattr(worker, "clock", lambda: later)
+    ScriptedBackend.calls = []
+    assert "interrupted 1" in worker.process_outbox(time_budget=10)
+
+    assert ScriptedBackend.calls == ["News {{name}}", "News {{name}}"]  # the two others only
+    held.refresh_from_db()
+    assert (held.state, held.auto_retry, held.next_attempt_at) == ("failed", False, None)
+    assert "may have sent it" in held.last_error
+    members = Recipient.objects.filter(message_id=held.message_id)
+    assert members.count() == 4
+    assert set(members.values_list("status", flat=True)) == {Status.UNKNOWN}
+    assert SendAttempt.objects.get(message_id=held.message_id).outcome == "interrupted"
+    counts = results.summary(mailing).counts
+    assert (counts.get(Status.SENT), counts.get(Status.UNKNOWN)) == (6, 4)
+    # The mailing's page names the batch, with the outbox's Send again and Drop.
+    from django.urls import reverse
+
+    page = admin_client.get(reverse("wagtail_maillog_mailings:overview", args=[mailing.pk]))
+    html = page.content.decode()
+    assert f'data-held-item="{held.pk}"' in html
+    assert reverse("wagtail_maillog_outbox:retry", args=[held.pk]) in html
+    assert reverse("wagtail_maillog_outbox:cancel", args=[held.pk]) in html
+
+    # The schedule restarts the queuing task: nobody is queued twice, the counts stay.
+    Mailing.objects.filter(pk=mailing.pk).update(state=MailingState.QUEUING)
+    with_no_wake(lambda: sending.queue_mailing(mailing.pk))
+    mailing.refresh_from_db()
+    assert (mailing.member_count, mailing.queued_count, mailing.skipped) == (10, 10, {})
+    assert sending.recipients_of(mailing).count() == 10
+
+    # A person decides: Retry hands the batch over again, once.
+    assert worker.retry_now(OutboxItem.objects.filter(pk=held.pk)) == 1
+    worker.process_outbox(time_budget=10)
+    assert ScriptedBackend.calls[2:] == ["News {{name}}"]
+    assert set(members.values_list("status", flat=True)) == {Status.SENT}
+    assert marker.read_text().splitlines() == ["News {{name}}"]

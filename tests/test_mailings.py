@@ -182,6 +182,54 @@ def test_batch_send_one_esp_call_per_chunk_with_merge_data(
     assert results.summary(mailing).percent == 100
 
 
+def test_each_member_of_a_batch_gets_their_own_one_click_unsubscribe(
+    client, settings, members, held, django_capture_on_commit_callbacks
+):
+    """Issue 21: Gmail and Yahoo want RFC 8058 one-click unsubscribe in every bulk
+    message, so a batch carries each member's own headers (anymail's merge_headers)."""
+    connectors(settings, BATCH_SIZE=3)
+    send_now(draft(), django_capture_on_commit_callbacks)
+    worker.process_outbox(time_budget=10)
+    batches = [m for m in mail.outbox if len(m.to) == 3]
+    assert len(batches) == 2
+    for sent in batches:
+        assert set(sent.merge_headers) == set(sent.to)
+        for address, headers in sent.merge_headers.items():
+            assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            one_click = headers["List-Unsubscribe"].strip("<>")
+            assert one_click.startswith("http://testserver/mail/unsubscribe/")
+            token = one_click.rstrip("/").removesuffix("/one-click").rsplit("/", 1)[-1]
+            assert unsubscribe.check(token).address.address == address
+    # One of them works, for that member only.
+    first = batches[0]
+    path = first.merge_headers[first.to[0]]["List-Unsubscribe"].strip("<>")
+    path = path.removeprefix("http://testserver")
+    assert client.post(path, {"List-Unsubscribe": "One-Click"}).status_code == 200
+    statuses = dict(Address.objects.filter(address__in=first.to).values_list("address", "status"))
+    assert statuses[first.to[0]] == AddressStatus.UNSUBSCRIBED
+    assert [statuses[a] for a in first.to[1:]] == [AddressStatus.CONFIRMED] * 2
+
+
+@pytest.mark.parametrize(
+    ("backend", "mailing", "batched"),
+    [
+        ("anymail.backends.mailgun.EmailBackend", {}, True),
+        ("anymail.backends.mandrill.EmailBackend", {}, False),  # no per-recipient headers
+        ("anymail.backends.mandrill.EmailBackend", {"MERGE_HEADERS": True}, True),
+        ("anymail.backends.mailgun.EmailBackend", {"MERGE_HEADERS": False}, False),
+        ("anymail.backends.postmark.EmailBackend", {}, False),  # no merge fields in a body
+        ("tests.esp.ScriptedBackend", {"MERGE_FIELD": "{{{{{}}}}}"}, True),  # a subclass
+    ],
+)
+def test_a_batch_only_where_each_member_keeps_their_unsubscribe_headers(
+    settings, backend, mailing, batched
+):
+    from wagtail_maillog.mailings.batching import plan_for
+
+    settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"c": {"BACKEND": backend, "MAILING": mailing}}}
+    assert plan_for("c").batched is batched
+
+
 def test_names_are_escaped_in_html_but_not_in_text(settings, django_capture_on_commit_callbacks):
     connectors(settings)
     member = Member.objects.create(name="<b>Bo & Co</b>", email="bo@example.com")
@@ -425,7 +473,12 @@ def test_queuing_twice_queues_nobody_twice(
     sending.queue_mailing(mailing.pk)
     assert sending.recipients_of(mailing).count() == 7
     assert OutboxItem.objects.count() == 3
-    assert Mailing.objects.get(pk=mailing.pk).started_at == mailing.started_at
+    again = Mailing.objects.get(pk=mailing.pk)
+    assert again.started_at == mailing.started_at
+    # The counts are the audience's, once: not 22 members, not 7 "shared addresses".
+    assert (again.member_count, again.queued_count) == (11, 7)
+    assert again.skipped == mailing.skipped
+    assert audiences.DUPLICATE not in again.skipped
 
 
 def test_an_older_run_stops_when_a_later_one_took_over(
@@ -455,7 +508,13 @@ def test_an_older_run_stops_when_a_later_one_took_over(
     assert mailing.queue_runs == 3
     addresses = list(sending.recipients_of(mailing).values_list("address", flat=True))
     assert len(addresses) == len(set(addresses)) == 7
-    assert mailing.queued_count == 7
+    assert (mailing.member_count, mailing.queued_count) == (11, 7)
+    assert mailing.skipped == {
+        audiences.NO_ADDRESS: 1,
+        audiences.NOT_KNOWN: 1,
+        AddressStatus.BOUNCED: 1,
+        AddressStatus.REQUESTED: 1,
+    }
 
 
 def test_only_a_draft_can_be_sent(settings, members, django_capture_on_commit_callbacks):

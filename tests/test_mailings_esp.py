@@ -3,6 +3,7 @@ and Postmark): ESP calls per chunk, and "update results" catching up lost webhoo
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -69,10 +70,52 @@ def test_mailgun_gets_one_call_per_chunk_with_recipient_variables(
     assert [s.batch for s in esp.sent] == [True, True, True]  # 7 recipients, chunks of 3
     assert sorted(len(s.recipients) for s in esp.sent) == [1, 3, 3]
     assert {s.subject for s in esp.sent} == {"News for %recipient.name%"}
+    # Each member's own one-click unsubscribe, through Mailgun's recipient-variables.
+    for sent in esp.sent:
+        headers = dict(sent.headers)
+        assert headers["h:List-Unsubscribe"] == "%recipient.h:List-Unsubscribe%"
+        variables = json.loads(sent.recipient_variables)
+        assert set(variables) == set(sent.recipients)
+        links = {v["h:List-Unsubscribe"] for v in variables.values()}
+        assert len(links) == len(sent.recipients)  # one per member
+        assert all(
+            v["h:List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for v in variables.values()
+        )
     rows = sending.recipients_of(mailing)
     assert rows.count() == 7
     assert not rows.filter(esp_message_id="").exists()
     assert mailing.skipped == {AddressStatus.BOUNCED: 1}
+
+
+def test_each_batch_recipient_shows_what_they_received(
+    esp, settings, django_capture_on_commit_callbacks, admin_client
+):
+    """Issue 17.3: Mailgun filled each member's values into the batch; the log shows
+    each member their own subject and body, never a placeholder, and no token."""
+    settings.WAGTAIL_MAILLOG = {**settings.WAGTAIL_MAILLOG, "STORE_BODY": True}
+    mailing = send("mg", django_capture_on_commit_callbacks)
+    rows = list(sending.recipients_of(mailing).select_related("message").order_by("address"))
+    assert len(rows) == 7
+    message = rows[0].message
+    assert message.subject == "News for %recipient.name%"  # as handed to the ESP
+    assert message.merge_field == "%recipient.{}%"
+    for n, row in enumerate(rows):
+        assert row.subject == f"News for Member {n}"
+        text, html = row.body()
+        assert f"Hi Member {n}" in text and f"Hi Member {n}" in html
+        assert "%recipient" not in text + html
+        assert "[redacted]" in text  # the unsubscribe link's token is never kept
+        assert row.merge_values["email"] == f"m{n}@example.com"
+
+    listing = admin_client.get("/admin/maillog/", {"source": "mailing"}).content.decode()
+    assert "News for Member 3" in listing and "%recipient" not in listing
+    page = admin_client.get(f"/admin/maillog/{message.pk}/").content.decode()
+    for n, row in enumerate(rows):
+        assert (f"News for Member {n}" in page) == (row.message_id == message.pk)
+    copy = admin_client.get(f"/admin/maillog/{rows[2].message_id}/", {"recipient": rows[2].pk})
+    body = copy.content.decode()
+    assert "As received by m2@example.com" in body
+    assert "Hi Member 2" in body and "Hi %recipient.name%" not in body
 
 
 def test_postmark_without_template_gets_one_rendered_call_per_recipient(

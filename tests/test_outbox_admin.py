@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -12,6 +13,7 @@ from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django.utils.formats import date_format
 from wagtail import hooks
 
 from tests.esp import ScriptedBackend
@@ -815,3 +817,77 @@ def test_mail_log_rows_have_a_more_menu_with_the_allowed_actions(people, mail, s
     plain = client_for(people["member"]).get(LOG).content.decode()
     assert re.search(rf'href="{LOG}{mine}/"[^>]*data-action-name="open"', plain)
     assert "/cancel/" not in plain and "/resend/" not in plain
+
+
+# ---- Wagtail's looks: icon buttons, dates (#18) ------------------------------------------
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "wagtail_maillog" / "templates"
+#: An element styled as a button whose content starts with a wrapped icon.
+ICON_BUTTON = re.compile(
+    r'<(?:a|button|summary)\b[^>]*\bclass="([^"]*\bbutton\b[^"]*)"[^>]*>\s*'
+    r"\{% icon [^%]*wrapped=1 %\}"
+)
+
+
+def test_every_button_with_an_icon_is_a_wagtail_icon_button():
+    """One style, Wagtail's (its listings' and forms' ``button bicolor button--icon``):
+    the icon in its own block, not touching the label."""
+    found = {}
+    for path in TEMPLATES.rglob("*.html"):
+        for match in ICON_BUTTON.finditer(path.read_text()):
+            found[f"{path.relative_to(TEMPLATES)}: {match.group(0)[:60]}"] = match.group(1)
+    assert len(found) > 20
+    odd = {
+        where: classes
+        for where, classes in found.items()
+        if not {"bicolor", "button--icon"} <= set(classes.split())
+    }
+    assert not odd
+
+
+def test_outbox_buttons_are_wagtail_icon_buttons_on_every_page(people, mail):
+    item = set_state(mail["mine"], S.RETRY_PENDING, attempts=1)
+    admin = client_for(people["admin"])
+    pages = {
+        "detail": admin.get(f"{OUTBOX}{item.pk}/").content.decode(),
+        "quick view": admin.get(f"{OUTBOX}{item.pk}/quick/").json()["html"],
+        "mail log": admin.get(f"/admin/maillog/{item.message_id}/").content.decode(),
+    }
+    for name, page in pages.items():
+        for action in ("retry", "cancel"):
+            link = re.search(rf'<a class="([^"]*)" href="{OUTBOX}{item.pk}/{action}/"', page)
+            assert link and {"bicolor", "button--icon"} <= set(link.group(1).split()), name
+    confirm = admin.get(f"{OUTBOX}{item.pk}/retry/").content.decode()
+    assert '<button type="submit" class="button bicolor button--icon">' in confirm
+
+
+def test_outbox_and_attempt_dates_read_as_wagtails_listings(people, mail):
+    now = timezone.now()
+    item = set_state(
+        mail["mine"],
+        S.RETRY_PENDING,
+        attempts=1,
+        created_at=now - timedelta(hours=3),
+        last_attempt_at=now - timedelta(hours=2),
+        next_attempt_at=now + timedelta(hours=2, seconds=30),
+    )
+    item.message.attempts.create(at=now - timedelta(hours=2), outcome="failed", error="no")
+    admin = client_for(people["admin"])
+    detail = admin.get(f"{OUTBOX}{item.pk}/").content.decode()
+    log = admin.get(f"/admin/maillog/{item.message_id}/").content.decode()
+    quick = admin.get(f"{OUTBOX}{item.pk}/quick/").json()["html"]
+    hover = 'class="w-human-readable-date" data-controller="w-tooltip"'
+    for page in (detail, log):  # the send attempts table
+        attempts = page.split("Send attempts")[1].split("</table>")[0]
+        assert hover in attempts and "2\xa0hours ago" in attempts
+    for page in (detail, quick):
+        assert "3\xa0hours ago" in page  # in the outbox since
+        assert "In 2\xa0hours" in page  # the next attempt, still to come
+        exact = date_format(timezone.localtime(item.next_attempt_at), "DATETIME_FORMAT")
+        assert f'data-w-tooltip-content-value="{exact}"' in page
+        short = date_format(timezone.localtime(item.last_attempt_at), "SHORT_DATETIME_FORMAT")
+        assert short not in page
+    assert "In 2\xa0hours" in log  # "In the outbox" on the mail log page
+
+    due = set_state(item, S.RETRY_PENDING, next_attempt_at=now - timedelta(minutes=5))
+    assert "Due now" in admin.get(f"{OUTBOX}{due.pk}/").content.decode()

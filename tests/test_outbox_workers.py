@@ -157,9 +157,9 @@ def test_a_django_q2_cluster_on_redis_drains_the_outbox(tmp_path):
     assert SendAttempt.objects.filter(outcome="sent").count() == 20
 
 
-def test_a_worker_killed_mid_send_is_recovered_without_silent_double_send(tmp_path, monkeypatch):
-    marker = tmp_path / "esp-calls.txt"
-    with_no_wake(lambda: queue(1, "Killed"))
+def kill_mid_send(marker: Path) -> None:
+    """Run a worker in its own process and SIGKILL it while the ESP holds its first
+    call (the fake ESP waits 60 s after writing the subject to ``marker``)."""
     doomed = python(
         "from wagtail_maillog.outbox.worker import process_outbox; process_outbox()",
         MAILLOG_TEST_ESP_DELAY="60",
@@ -172,6 +172,12 @@ def test_a_worker_killed_mid_send_is_recovered_without_silent_double_send(tmp_pa
     finally:
         if doomed.poll() is None:
             doomed.kill()
+
+
+def test_a_worker_killed_mid_send_is_recovered_without_silent_double_send(tmp_path, monkeypatch):
+    marker = tmp_path / "esp-calls.txt"
+    with_no_wake(lambda: queue(1, "Killed"))
+    kill_mid_send(marker)
     item = OutboxItem.objects.get()
     assert item.state == "sending" and item.attempts == 1
     assert SendAttempt.objects.get().outcome == "started"

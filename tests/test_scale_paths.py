@@ -105,8 +105,8 @@ def test_the_raw_json_text_is_what_the_json_field_writes():
         (stored,) = cursor.fetchone()
     if connection.vendor == "sqlite":  # the text itself, as the field encodes it
         assert stored == Event._meta.get_field("raw").get_db_prep_save(row.raw, connection)
-    else:
-        assert json.loads(stored) == row.raw
+    else:  # psycopg parses a json column itself
+        assert (json.loads(stored) if isinstance(stored, str) else stored) == row.raw
     assert isinstance(Event._meta.get_field("raw"), JSONField)
 
 

@@ -12,8 +12,7 @@ from django.core.mail import EmailMessage
 
 from wagtail_maillog import storable
 from wagtail_maillog.models import Message, Recipient, SendAttempt
-from wagtail_maillog.outbox.worker import describe
-from wagtail_maillog.recording import record_failure, record_message
+from wagtail_maillog.recording import describe, record_failure, record_message
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +106,26 @@ def test_json_nested_deeper_than_mariadb_takes_is_kept_as_text_there():
     assert isinstance(inner, str) and inner.startswith("[[") and "leaf" in inner
     assert storable.json_value({"d": deep}, None) == {"d": deep}  # no limit asked
     assert storable.json_value({"n": float("nan")}, None) == {"n": "nan"}
+
+
+@pytest.mark.parametrize("bad", REFUSED, ids=["NUL", "low surrogate", "high surrogate"])
+def test_an_event_from_a_fetcher_with_refused_text_is_stored_cleaned_and_shown(bad, admin_client):
+    """Events that do not come through a webhook view (a status fetcher, anymail's
+    signal sent by another app) are cleaned as they are stored; the page shows them."""
+    from tests.utils import send_with_ids, tracking_event
+    from wagtail_maillog.events import ingest
+    from wagtail_maillog.models import Event
+
+    message = send_with_ids(["ann@example.com"], "esp-1")
+    event = tracking_event(
+        message_id="esp-1",
+        recipient="ann@example.com",
+        description=f"d{bad}",
+        esp_event={"note": f"n{bad}", f"k{bad}": [f"x{bad}"]},
+    )
+    ingest([(event, "Postmark")])
+    stored = Event.objects.get()
+    assert stored.raw == {"note": "n\ufffd", "k\ufffd": ["x\ufffd"]}
+    page = admin_client.get(f"/admin/maillog/{message.pk}/")
+    assert page.status_code == 200
+    assert "n\ufffd" in page.content.decode()

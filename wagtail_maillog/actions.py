@@ -21,11 +21,10 @@ from django.utils.translation import ngettext
 
 from . import status as rules
 from .conf import get_setting
-from .context import label
+from .context import PK_ATTRIBUTE, label
 from .models import Address, AddressStatus, Mailing, Message, Recipient, SendAttempt
 from .models.addresses import PROBLEMS
 from .models.messages import Role
-from .recording import PK_ATTRIBUTE
 from .redaction import REDACTED, is_sensitive
 
 

@@ -18,6 +18,12 @@ class WagtailMailLogConfig(AppConfig):
         pre_send.connect(on_pre_send, dispatch_uid="wagtail_maillog.pre_send")
         post_send.connect(on_post_send, dispatch_uid="wagtail_maillog.post_send")
         tracking.connect(on_tracking, dispatch_uid="wagtail_maillog.tracking")
+
+        from .addresses.health import on_status_changed
+        from .signals import status_changing
+
+        # In the transaction that stores status changes: see signals.status_changing.
+        status_changing.connect(on_status_changed, dispatch_uid="wagtail_maillog.health")
         install_failure_hook()  # a refused or unreachable ESP is recorded too
 
         from django.db.models.signals import post_migrate

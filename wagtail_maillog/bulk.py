@@ -124,12 +124,15 @@ class JSONText(str):
 
 def _json_converter(prepare: Converter) -> Converter:
     """:class:`JSONText` as it is where the backend takes JSON as text (SQLite,
-    MySQL) or as psycopg 3's ``Jsonb``; any other value through the field."""
+    MySQL), as psycopg 3's ``Jsonb``, or through a field that takes it as it is (a
+    ``json`` column's); any other value through the field."""
     sample = prepare({})
     if type(sample) is str:
         as_is: Converter = str
     elif psycopg is not None and isinstance(sample, psycopg.types.json.Jsonb):
         as_is = partial(psycopg.types.json.Jsonb, dumps=str)
+    elif psycopg is not None and isinstance(sample, psycopg.types.json.Json):
+        as_is = prepare  # a ``json`` column's field takes JSONText as it is (PayloadJSONField)
     else:
         as_is = lambda text: prepare(json.loads(text))  # noqa: E731
 

@@ -31,6 +31,10 @@ from typing import Any
 from .conf import get_setting
 
 ATTRIBUTE = "maillog"
+#: The attribute of an ``EmailMessage`` that holds the pk of its Message row.
+PK_ATTRIBUTE = "_maillog_pk"
+#: Set by the outbox worker: the SendAttempt row of the hand-over in progress.
+ATTEMPT_ATTRIBUTE = "_maillog_attempt_pk"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from .bulk import JSONText, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Event, Recipient
 from .redaction import redact
-from .signals import status_changed
+from .signals import status_changed, status_changing
 
 logger = logging.getLogger("wagtail_maillog")
 
@@ -107,6 +107,9 @@ def _encoded(value: Any, limit: Any = _SETTING) -> tuple[Any, str]:
     except (TypeError, ValueError):
         text = json.dumps(value, default=str)
         converted = True
+    cleaned = storable.json_text(text)  # NUL, lone surrogates: from a fetcher, a signal
+    if cleaned is not text:
+        text, converted = cleaned, True
     if connection.vendor == "mysql" and _mariadb_refuses(text, value):
         value, converted = _for_mariadb(json.loads(text) if converted else value), False
         text = json.dumps(value)
@@ -174,7 +177,8 @@ def dedupe_key(esp_name: str, event: Any, raw: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+    """An event's text as every database stores it (see :mod:`.storable`)."""
+    return "" if value is None else storable.text(str(value))
 
 
 @dataclass(slots=True)
@@ -403,9 +407,7 @@ def announce(changes: list[StatusChange]) -> None:
     """
     if not changes:
         return
-    from .addresses.health import on_status_changed
-
-    on_status_changed(sender=Event, changes=changes)
+    status_changing.send(sender=Event, changes=changes)  # address health (apps.ready)
     transaction.on_commit(partial(_notify, changes))
 
 

@@ -95,7 +95,7 @@ def rows(queryset: QuerySet[Recipient], chunk_size: int = 2000) -> Iterator[dict
             "created_at": _iso(r.created_at),
             "to": r.address,
             "role": r.role,
-            "subject": m.subject,
+            "subject": r.subject,  # a batch recipient's own (merging.py)
             "status": r.status,
             "status_at": _iso(r.status_at),
             "opened": r.opened_at is not None,

@@ -25,11 +25,14 @@ from django.utils.translation import gettext as _
 
 from . import status as rules
 from . import storable
+from .addresses.suppression import apply as suppress
 from .bulk import insert_rows, update_fields
 from .conf import get_setting
 from .context import (
+    ATTEMPT_ATTRIBUTE,
     ATTRIBUTE,
     PASSWORD_RESET,
+    PK_ATTRIBUTE,
     MailLabel,
     PasswordReset,
     label_for,
@@ -37,16 +40,12 @@ from .context import (
     source_from_stack,
 )
 from .events import StatusChange, announce, attach_orphans, lock_esp_ids
+from .merging import MERGE_FIELD_ATTRIBUTE, values_to_keep
 from .models import Message, Recipient, SendAttempt
 from .models.messages import Importance, Role
 from .redaction import is_sensitive, redact, redact_headers
 
 logger = logging.getLogger(__name__)
-
-#: The attribute of an ``EmailMessage`` that holds the pk of its Message row.
-PK_ATTRIBUTE = "_maillog_pk"
-#: Set by the outbox worker: the SendAttempt row of the hand-over in progress.
-ATTEMPT_ATTRIBUTE = "_maillog_attempt_pk"
 
 
 #: A bare address ("a@b.example"): no display name, nothing for the full parser to do.
@@ -180,6 +179,10 @@ def record_message(
     text, html = _bodies(message) if store_body else ("", "")
     text, html = storable.text(redact(text)), storable.text(redact(html))
     attachments = [storable.text(name) for name in _attachment_names(message)]
+    merge_data = getattr(message, "merge_data", None)
+    if not isinstance(merge_data, dict) or is_sensitive(source, label.sensitive):
+        merge_data = {}
+    merge_data = {str(k).lower(): v for k, v in merge_data.items()}
     now = timezone.now()
     user = label.user if getattr(label.user, "pk", None) else None
 
@@ -203,22 +206,20 @@ def record_message(
         body_stored=bool(store_body),
         body_text=text,
         body_html=html,
+        merge_field=(getattr(message, MERGE_FIELD_ATTRIBUTE, None) or None) if merge_data else None,
         **_related(label.related),
     )
     # Plain value rows, not model instances: a mailing's chunk has hundreds.
-    insert_rows(
-        Recipient,
-        ["message", "created_at", "address", "name", "role", "status", "status_at"],
-        (
-            (row.pk, now, address, name, role, status, now)
-            for role, values in (
-                (Role.TO, message.to),
-                (Role.CC, message.cc),
-                (Role.BCC, message.bcc),
-            )
-            for address, name in _addresses(values)
-        ),
-    )
+    rows = [
+        (row.pk, now, address, name, role, status, now)
+        for role, values in ((Role.TO, message.to), (Role.CC, message.cc), (Role.BCC, message.bcc))
+        for address, name in _addresses(values)
+    ]
+    names = ["message", "created_at", "address", "name", "role", "status", "status_at"]
+    if merge_data:  # a batch: what each recipient got (merging.py)
+        names.append("merge_values")
+        rows = [(*r, values_to_keep(merge_data.get(r[2]))) for r in rows]
+    insert_rows(Recipient, names, rows)
     setattr(message, PK_ATTRIBUTE, row.pk)
     return row
 
@@ -230,7 +231,6 @@ def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None
     or a retry from the outbox) keeps its row; one that was sent before gets a
     new row, so the first send keeps its ESP ids and events.
     """
-    from .addresses.suppression import apply as suppress
 
     pk = getattr(message, PK_ATTRIBUTE, None)
     reuse = (
@@ -327,6 +327,15 @@ def _error_response(error: BaseException) -> dict[str, Any] | None:
     return storable.json_value({"status_code": status_code, "body": body})
 
 
+def describe(error: BaseException) -> str:
+    """``Type: message`` of an error, even one whose ``str()`` itself fails."""
+    try:
+        text = str(error)
+    except Exception:  # e.g. an AnymailAPIError built without a response
+        text = repr(getattr(error, "args", ()))
+    return storable.text(f"{type(error).__name__}: {text}")[:4000]
+
+
 def failure_reason(error: BaseException, esp_name: str = "") -> str:
     """What a recipient's "failed" says: the ESP's status code and message, or the
     connection error; anything else (an invalid address, an unsupported feature) as is."""
@@ -354,8 +363,6 @@ def failure_reason(error: BaseException, esp_name: str = "") -> str:
             _("%(esp)s could not be reached: %(error)s")
             % {"esp": esp, "error": storable.text(f"{type(cause).__name__}: {cause}")}
         )[:2000]
-    from .outbox.worker import describe
-
     return _("The message could not be handed over: %(error)s") % {"error": describe(error)}
 
 
@@ -379,8 +386,6 @@ def record_failure(message: Any, error: BaseException, esp_name: str) -> None:
     status = getattr(message, "anymail_status", None)
     if pk is None or (status is not None and status.recipients):
         return
-    from .outbox.worker import describe
-
     reason = failure_reason(error, esp_name)
     now = timezone.now()
     with transaction.atomic():

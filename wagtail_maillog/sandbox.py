@@ -185,6 +185,9 @@ class SandboxPayload(BasePayload):
     def set_merge_metadata(self, merge_metadata: Any) -> None:
         pass
 
+    def set_merge_headers(self, merge_headers: Any) -> None:
+        pass
+
     def set_merge_global_data(self, merge_global_data: Any) -> None:
         pass
 

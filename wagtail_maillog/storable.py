@@ -23,6 +23,9 @@ from django.db import connections
 
 #: What text columns (and JSON strings) cannot hold on some supported database.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: The same in JSON text, as ``json.dumps`` escapes them (an emoji gives a valid pair,
+#: which matches too: :func:`json_text` then decodes to tell).
+ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])", re.IGNORECASE)
 #: MariaDB's JSON_VALID refuses objects and arrays nested deeper than this.
 MARIADB_JSON_DEPTH = 31
 
@@ -30,6 +33,14 @@ MARIADB_JSON_DEPTH = 31
 def text(value: str) -> str:
     """``value`` with U+FFFD for each character a database refuses."""
     return UNSTORABLE.sub("\ufffd", value)
+
+
+def json_text(text: str) -> str:
+    """JSON text (``json.dumps``'s) as every database stores it: decoded and cleaned
+    only when it may hold an escaped NUL or lone surrogate."""
+    if ESCAPED_UNSTORABLE.search(text):
+        return json.dumps(_clean(json.loads(text), None, 0))
+    return text
 
 
 def json_value(value: Any, using: str | None = "default", *, max_depth: int | None = None) -> Any:

@@ -1,8 +1,11 @@
 """Models the tests relate mail to (an invoice, as in the seeds)."""
 
 from django.db import models
+from wagtail.admin.panels import FieldPanel
 from wagtail.fields import RichTextField
 from wagtail.models import Page
+
+from wagtail_maillog.admin.panels import RelatedMailPanel
 
 
 class Invoice(models.Model):
@@ -27,3 +30,20 @@ class NewsPage(Page):
 
     body = RichTextField(blank=True)
     content_panels = [*Page.content_panels, "body"]
+
+
+class Ticket(models.Model):
+    """A snippet (registered in wagtail_hooks.py) whose edit view lists its mail."""
+
+    subject = models.CharField(max_length=100)
+
+    panels = [FieldPanel("subject"), RelatedMailPanel()]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class LetterPage(Page):
+    """A page whose edit view lists the mail about it."""
+
+    content_panels = [*Page.content_panels, RelatedMailPanel()]

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy
 from .. import status as rules
 from ..bulk import filter_in, update_fields
 from ..conf import get_setting
+from ..events import StatusChange, announce
 from ..models import Address, AddressChange, AddressStatus, Recipient
 from ..models.addresses import PROBLEMS
 from . import normalize
@@ -120,7 +121,7 @@ def set_status(
 
 def on_status_changed(sender: Any, changes: list[Any], **kwargs: Any) -> None:
     """Status changes -> address health: a bounce, complaint, unsubscribe or reject marks
-    the address (run by ``events.announce`` in the transaction storing the changes)."""
+    the address (``signals.status_changing``: in the transaction storing the changes)."""
     if not changes:
         return
     seen = {normalize(c.address) for c in changes}
@@ -150,8 +151,6 @@ def clear_problem(addresses: Iterable[Address], user: Any = None) -> int:
 
 def expire_deferred(days: int | None = None) -> int:
     """Deferred mail with no final event after ``DEFERRED_BOUNCE_DAYS`` counts as bounced."""
-    from ..events import StatusChange, announce
-
     days = get_setting("DEFERRED_BOUNCE_DAYS") if days is None else days
     limit = timezone.now() - timedelta(days=days)
     stale = list(

@@ -21,10 +21,9 @@ from django.utils.translation import gettext as _
 
 from .. import status as rules
 from ..conf import get_setting
-from ..context import label_for
+from ..context import ATTEMPT_ATTRIBUTE, label_for
 from ..models import Address, AddressStatus, Message, Recipient, SendAttempt
 from ..models.addresses import PROBLEMS
-from ..recording import ATTEMPT_ATTRIBUTE
 from . import normalize
 
 

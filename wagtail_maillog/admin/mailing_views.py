@@ -36,6 +36,7 @@ from ..models.outbox import CANCELLABLE_STATES
 from ..outbox import connectors
 from ..templatetags.maillog_tags import badge
 from . import mailing_access as access
+from . import outbox_access
 from .mailing_forms import MailingForm, SendForm
 
 try:  # Wagtail 8 registers permission policies per model
@@ -168,6 +169,18 @@ def progress_context(mailing: Mailing, user: Any) -> dict[str, Any]:
         "state_badge": state_badge(mailing),
         "refresh_url": _url("refresh", mailing),
         "can_refresh": access.can_view_results(user),
+        **_held(mailing, user),
+    }
+
+
+def _held(mailing: Mailing, user: Any) -> dict[str, Any]:
+    """Interrupted batches, with the outbox's own Retry / Cancel (and permissions)."""
+    if not outbox_access.can_view_outbox(user):
+        return {}
+    return {
+        "held": results.held_batches(mailing, outbox_access.visible_outbox(user)),
+        "held_may_retry": user.has_perm(outbox_access.RETRY),
+        "held_may_cancel": user.has_perm(outbox_access.CANCEL),
     }
 
 

@@ -16,7 +16,8 @@ from django import forms
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.formats import date_format, get_format
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 from django.utils.timezone import template_localtime
 from django.utils.translation import gettext
@@ -30,6 +31,10 @@ from ..sources import source_label
 from ..status import CANCELLABLE, OPENED_CAVEAT
 from ..templatetags.maillog_tags import status_badge
 from .access import CANCEL, RESEND
+
+#: Stand-ins for a row's message id and title in the row menu rendered once per page.
+_STAND_IN_PK = 2_147_000_001
+_STAND_IN_TITLE = "maillog-row-title-7f3a9c"
 
 
 class BulkCheckboxColumn(tables.Column):
@@ -140,36 +145,53 @@ class MailLogTable(tables.Table):
         super().__init__(*args, **kwargs)
         self.may_resend = bool(user and user.has_perm(RESEND))
         self.may_cancel = bool(user and user.has_perm(CANCEL))
+        self._menus: dict[tuple[bool, bool], str] = {}
 
     def render_subject(self, record: Recipient) -> str:
-        """The subject, linked to the message, with Wagtail's "⋯" menu of row actions."""
-        return render_to_string(
-            "wagtail_maillog/tables/subject_cell.html",
-            {
-                "id": f"recipient_{record.pk}_title",
-                "subject": record.message.subject or gettext("(no subject)"),
-                "url": reverse("wagtail_maillog:detail", args=[record.message_id]),
-                "buttons": [self.row_actions(record)],
-            },
+        """The subject (a batch recipient's own), linked to the message, with Wagtail's
+        "⋯" menu of row actions.
+
+        The menu is rendered once per page for each set of actions a row may show,
+        with a stand-in message id and title, which each row then replaces: a
+        template per row was most of the time of a list page.
+        """
+        subject = record.subject or gettext("(no subject)")
+        may_resend, may_cancel = self._allowed(record)
+        menu = self._menus.get((may_resend, may_cancel))
+        if menu is None:
+            menu = render_to_string(
+                "wagtailadmin/shared/buttons.html",
+                {"buttons": [self._menu(_STAND_IN_PK, _STAND_IN_TITLE, may_resend, may_cancel)]},
+            )
+            self._menus[may_resend, may_cancel] = menu
+        menu = menu.replace(f"/{_STAND_IN_PK}/", f"/{record.message_id}/").replace(
+            _STAND_IN_TITLE, escape(subject)
+        )
+        return format_html(
+            '<div class="maillog-row-title"><a href="{}" id="recipient_{}_title">{}</a>'
+            '<ul class="actions maillog-row-actions">{}</ul></div>',
+            reverse("wagtail_maillog:detail", args=[record.message_id]),
+            record.pk,
+            subject,
+            mark_safe(menu),  # rendered by Wagtail's template; the title escaped above
         )
 
-    def row_actions(self, record: Recipient) -> ButtonWithDropdown:
-        """Open, and Resend / Cancel sending where the user may and the row allows it.
-
-        Cheap checks on the row only; the confirmation pages give the full reason
-        when an action is refused after all.
-        """
+    def _allowed(self, record: Recipient) -> tuple[bool, bool]:
+        """(Resend, Cancel sending): cheap checks on the row only; the confirmation
+        pages give the full reason when an action is refused after all."""
         message = record.message
         may_resend = (
             self.may_resend
             and not message.attachment_count
             and (message.body_stored or message.source == MAILING_SOURCE)
         )
-        may_cancel = self.may_cancel and record.status in CANCELLABLE
+        return may_resend, self.may_cancel and record.status in CANCELLABLE
+
+    def _menu(self, pk: int, title: str, may_resend: bool, may_cancel: bool) -> ButtonWithDropdown:
         buttons = [
             Button(
                 label,
-                url=reverse(f"wagtail_maillog:{view}", args=[record.message_id]),
+                url=reverse(f"wagtail_maillog:{view}", args=[pk]),
                 icon_name=icon,
                 attrs={"data-action-name": name},
                 priority=priority,
@@ -184,10 +206,7 @@ class MailLogTable(tables.Table):
         return ButtonWithDropdown(
             buttons=buttons,
             icon_name="dots-horizontal",
-            attrs={
-                "aria-label": gettext("More options for '%(title)s'")
-                % {"title": message.subject or gettext("(no subject)")}
-            },
+            attrs={"aria-label": gettext("More options for '%(title)s'") % {"title": title}},
         )
 
     def render_source(self, value: str) -> str:

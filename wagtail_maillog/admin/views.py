@@ -241,6 +241,8 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
         ).get_page(self.request.GET.get("p"))
         events = list(events_page.object_list)
         resend_refusal = actions.resend_refusal(message)  # a mailing's: one query
+        copy_of = _copy_of(recipients, self.request.GET.get("recipient"))
+        body_text, body_html = copy_of.body() if copy_of else (message.body_text, message.body_html)
         context.update(
             message=message,
             recipients=recipients,
@@ -252,6 +254,9 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
             # of every message instead of looking up the (few) resends.
             resends=sorted(message.resends.order_by("pk"), key=lambda m: (m.created_at, m.pk)),
             show_body=bool(get_setting("STORE_BODY") and message.body_stored),
+            copy_of=copy_of,
+            body_text=body_text,
+            body_html=body_html,
             can_resend=user.has_perm(RESEND) and not resend_refusal,
             resend_refusal=resend_refusal,
             can_cancel=user.has_perm(CANCEL) and any(r.status in CANCELLABLE for r in recipients),
@@ -262,6 +267,14 @@ class MessageDetailView(MessageMixin, WagtailAdminTemplateMixin, TemplateView):
         if context.get("outbox_may_cancel"):
             context["can_cancel"] = False  # one "Cancel sending": the outbox's, below
         return context
+
+
+def _copy_of(recipients: list[Recipient], asked: str | None) -> Recipient | None:
+    """The recipient of a batch whose own copy (``?recipient=<pk>``) is shown."""
+    for recipient in recipients:
+        if str(recipient.pk) == asked and recipient.merge_values:
+            return recipient
+    return None
 
 
 def outbox_context(message: Message, user: Any) -> dict[str, Any]:

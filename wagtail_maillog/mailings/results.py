@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Max
+from django.db.models import Count, Exists, Max, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
-from ..models import Mailing, MailingState, SendAttempt
-from .sending import recipients_of
+from ..models import Mailing, MailingState, OutboxItem, Recipient, SendAttempt, SendState
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +48,20 @@ ORDER = [
     rules.Status.CANCELLED,
     rules.Status.UNKNOWN,
 ]
+
+
+def recipients_of(mailing: Mailing) -> Any:
+    """The log rows of a mailing's recipients."""
+    ct = ContentType.objects.get_for_model(Mailing)
+    return Recipient.objects.filter(message__content_type=ct, message__object_id=str(mailing.pk))
+
+
+def outbox_items_of(mailing: Mailing, items: Any = None) -> Any:
+    """The outbox items of a mailing's mail (among ``items``, default all)."""
+    ct = ContentType.objects.get_for_model(Mailing)
+    return (OutboxItem.objects.all() if items is None else items).filter(
+        message__content_type=ct, message__object_id=str(mailing.pk)
+    )
 
 
 @dataclass
@@ -153,6 +166,23 @@ def settle(mailing: Mailing, result: Summary | None = None) -> bool:
 def settle_all() -> int:
     """Every minute: settle the mailings that are sending."""
     return sum(settle(m) for m in Mailing.objects.filter(state=MailingState.QUEUED))
+
+
+def held_batches(mailing: Mailing, items: Any = None) -> list[OutboxItem]:
+    """The mailing's batches whose hand-over was interrupted: the ESP may have sent
+    them, so they wait for a person (outbox worker ``_hold``). Each with ``members``;
+    ``items``: the outbox items to look in (default all)."""
+    interrupted = SendAttempt.objects.filter(
+        message_id=OuterRef("message_id"), outcome=SendAttempt.Outcome.INTERRUPTED
+    )
+    return list(
+        outbox_items_of(mailing, items)
+        .filter(state=SendState.FAILED)
+        .filter(Exists(interrupted))
+        .annotate(members=Count("message__recipients"))
+        .defer("payload", "payload_mac")
+        .order_by("pk")
+    )
 
 
 def problem_recipients(mailing: Mailing, limit: int = 50) -> Any:

@@ -34,13 +34,13 @@ from django.utils.translation import gettext as _
 
 from ..addresses import normalize
 from ..context import label
+from ..merging import MERGE_FIELD_ATTRIBUTE
 from ..models import (
     Address,
     AddressStatus,
     Mailing,
     MailingState,
     Message,
-    OutboxItem,
     Recipient,
 )
 from ..models.addresses import PROBLEMS
@@ -48,6 +48,7 @@ from ..models.outbox import CANCELLABLE_STATES
 from ..outbox.backend import enqueue
 from . import audiences, content
 from .batching import Plan, plan_for
+from .results import outbox_items_of, recipients_of, settle_all
 from .unsubscribe import make_token, one_click_url, unsubscribe_url
 
 logger = logging.getLogger(__name__)
@@ -60,17 +61,6 @@ STUCK_AFTER = timedelta(minutes=10)
 
 class MailingError(Exception):
     """The mailing cannot be sent as it is (no audience, wrong state, ...)."""
-
-
-def recipients_of(mailing: Mailing) -> Any:
-    """The log rows of a mailing's recipients."""
-    ct = ContentType.objects.get_for_model(Mailing)
-    return Recipient.objects.filter(message__content_type=ct, message__object_id=str(mailing.pk))
-
-
-def outbox_items_of(mailing: Mailing) -> Any:
-    ct = ContentType.objects.get_for_model(Mailing)
-    return OutboxItem.objects.filter(message__content_type=ct, message__object_id=str(mailing.pk))
 
 
 # ---- starting ---------------------------------------------------------------
@@ -126,8 +116,6 @@ def start_due() -> int:
     for pk in [*due, *lost]:
         queue_mailing(pk)
         started += 1
-    from .results import settle_all
-
     settle_all()  # "sending" becomes "sent" once no recipient waits
     return started
 
@@ -179,6 +167,8 @@ def queue_mailing(pk: int) -> str:
         return f"mailing {pk}: nothing to do"
     mailing = Mailing.objects.select_related("sent_by", "page").get(pk=pk)
     run = _Run(mailing)
+    if run.number > 1:
+        _restart_counts(mailing)
     try:
         audience = audiences.get(mailing.audience)
         if audience is None:
@@ -209,26 +199,37 @@ def queue_mailing(pk: int) -> str:
 
 
 class _Run:
-    """One run of the queuing task, and the addresses it queued so far.
+    """One run of the queuing task, and the addresses it went through so far.
 
     The first run of a mailing finds nobody queued before it: it remembers
-    whom it queued (one address per member, a few MB for 100,000) instead of
+    the addresses it passed (one per member, a few MB for 100,000) instead of
     asking the database each chunk. A later run (after a crash, or the
-    schedule restarting a lost task) also asks the database, for the rows of
-    the runs before it. Only the latest run writes: each chunk checks
-    ``queue_runs`` under the mailing's row lock, and an older run stops.
+    schedule restarting a lost task) goes through the whole audience again
+    and also asks the database for the rows of the runs before it: those
+    members are counted again but not queued again, so the counts of the
+    last run are exact (see :func:`_restart_counts`). Only the latest run
+    writes: each chunk checks ``queue_runs`` under the mailing's row lock,
+    and an older run stops.
     """
 
     def __init__(self, mailing: Mailing) -> None:
         self.mailing = mailing
         self.number = mailing.queue_runs
-        self.queued: set[str] = set()
+        self.seen: set[str] = set()
 
-    def already_queued(self, wanted: set[str]) -> set[str]:
-        done = wanted & self.queued
-        if self.number > 1:
-            done |= _already_queued(self.mailing, wanted - done)
-        return done
+    def queued_before(self, wanted: set[str]) -> set[str]:
+        """Those of ``wanted`` (not yet seen by this run) that an earlier run queued."""
+        if self.number == 1:
+            return set()
+        return _already_queued(self.mailing, wanted - self.seen)
+
+
+def _restart_counts(mailing: Mailing) -> None:
+    """A later run counts the audience again from zero; the members earlier runs
+    queued are counted as queued once (they are not queued again)."""
+    Mailing.objects.filter(pk=mailing.pk).update(
+        member_count=0, skipped={}, queued_count=recipients_of(mailing).count()
+    )
 
 
 def _queue_chunk(run: _Run, chunk: list[audiences.Entry], plan: Plan, body: Any) -> bool:
@@ -252,20 +253,23 @@ def _queue_chunk(run: _Run, chunk: list[audiences.Entry], plan: Plan, body: Any)
                 "address", "pk", "status"
             )
         }
-        done = run.already_queued(wanted)
+        earlier = run.queued_before(wanted)
+        seen: set[str] = set()
         send_to: list[tuple[audiences.Entry, int]] = []
         for entry in chunk:
             found = health.get(entry.address)
             if entry.address not in wanted:
                 skipped[audiences.NO_ADDRESS] += 1
+            elif entry.address in seen or entry.address in run.seen:
+                skipped[audiences.DUPLICATE] += 1
+            elif entry.address in earlier:  # queued by an earlier run, and counted so
+                seen.add(entry.address)
             elif found is None:
                 skipped[audiences.NOT_KNOWN] += 1
             elif found[1] != AddressStatus.CONFIRMED:
                 skipped[found[1]] += 1
-            elif entry.address in done:
-                skipped[audiences.DUPLICATE] += 1
             else:
-                done.add(entry.address)
+                seen.add(entry.address)
                 send_to.append((entry, found[0]))
         for message in _messages(mailing, send_to, plan, body):
             enqueue(message)
@@ -276,7 +280,7 @@ def _queue_chunk(run: _Run, chunk: list[audiences.Entry], plan: Plan, body: Any)
             updated_at=timezone.now(),
         )
     # Only once committed: a chunk rolled back queued nobody.
-    run.queued.update(entry.address for entry, _pk in send_to)
+    run.seen |= seen
     return True
 
 
@@ -364,9 +368,11 @@ def _messages(
             content.for_esp(body.html, spelling, html=True),
             [e.address for e, _pk in send_to],
         )
-        message.merge_data = {
-            e.address: content.merge_values(_values(mailing, e, pk, pattern)) for e, pk in send_to
-        }
+        values = {e.address: _values(mailing, e, pk, pattern) for e, pk in send_to}
+        message.merge_data = {a: content.merge_values(v) for a, v in values.items()}
+        # Each member's own one-click unsubscribe (RFC 8058), as in a rendered copy.
+        message.merge_headers = {a: _unsubscribe_headers(v) for a, v in values.items()}
+        setattr(message, MERGE_FIELD_ATTRIBUTE, spelling)  # the log shows what each got
         yield message
         return
     for entry, pk in send_to:
@@ -394,12 +400,17 @@ def member_message(
         content.fill(body.html, values, html=True),
         [entry.address],
     )
+    message.extra_headers = _unsubscribe_headers(values)
+    return message
+
+
+def _unsubscribe_headers(values: dict[str, str]) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for one member (their merge values)."""
     token = values["unsubscribe_url"].rstrip("/").rsplit("/", 1)[-1]
-    message.extra_headers = {
+    return {
         "List-Unsubscribe": f"<{one_click_url(token)}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
-    return message
 
 
 # ---- a test to oneself ---------------------------------------------------

@@ -15,7 +15,9 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from ..merging import fill
 from ..status import Status
+from .fields import PayloadJSONField
 
 
 class Importance(models.TextChoices):
@@ -46,6 +48,10 @@ class Message(models.Model):
     source = models.CharField(_("sent from"), max_length=64, blank=True)
     esp_name = models.CharField(_("ESP"), max_length=64, blank=True)
     connector = models.CharField(_("connector"), max_length=64, blank=True)
+    #: The ESP's spelling of a merge field in this batch's subject and body
+    #: (``"%recipient.{}%"``), where known; None for a message without merge fields.
+    #: With each recipient's ``merge_values``: what they received (see merging.py).
+    merge_field = models.CharField(_("merge field"), max_length=64, null=True, blank=True)
 
     content_type = models.ForeignKey(
         ContentType,
@@ -141,6 +147,9 @@ class Recipient(models.Model):
         _("reason"), blank=True, help_text=_("Why the mail failed, as the ESP or we said it.")
     )
     esp_message_id = models.CharField(_("ESP message id"), max_length=255, blank=True)
+    #: The values of a batch's merge fields for this recipient (anymail's
+    #: ``merge_data``), one-time tokens redacted; None outside a batch.
+    merge_values = models.JSONField(_("merge values"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("recipient")
@@ -154,6 +163,20 @@ class Recipient(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+    @property
+    def subject(self) -> str:
+        """The subject this recipient received: a batch's merge fields filled in."""
+        message = self.message
+        return fill(message.subject, message.merge_field, self.merge_values)
+
+    def body(self) -> tuple[str, str]:
+        """(text, html) of the stored body as this recipient received it."""
+        message = self.message
+        return (
+            fill(message.body_text, message.merge_field, self.merge_values),
+            fill(message.body_html, message.merge_field, self.merge_values, html=True),
+        )
 
     @property
     def opened(self) -> bool:
@@ -188,7 +211,7 @@ class Event(models.Model):
     reject_reason = models.CharField(_("reject reason"), max_length=32, blank=True)
     click_url = models.TextField(_("clicked URL"), blank=True)
     user_agent = models.TextField(_("user agent"), blank=True)
-    raw = models.JSONField(_("raw ESP payload"), null=True, blank=True)
+    raw = PayloadJSONField(_("raw ESP payload"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("event")
@@ -223,7 +246,7 @@ class SendAttempt(models.Model):
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
     connector = models.CharField(_("connector"), max_length=64, blank=True)
     error = models.TextField(_("error"), blank=True)
-    response = models.JSONField(_("ESP response"), null=True, blank=True)
+    response = PayloadJSONField(_("ESP response"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("send attempt")

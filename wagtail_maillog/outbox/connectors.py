@@ -69,7 +69,7 @@ def is_enabled(name: str) -> bool:
 def set_enabled(name: str, enabled: bool, user: Any = None) -> int:
     """Switch a connector on or off; returns how many waiting mails changed state."""
     from ..models import ConnectorState
-    from .worker import park_disabled, release_enabled
+    from .parking import park_disabled, release_enabled  # models: not at import time
 
     if name not in configured():
         raise ImproperlyConfigured(f"No connector named {name!r}")
@@ -77,4 +77,5 @@ def set_enabled(name: str, enabled: bool, user: Any = None) -> int:
         name=name,
         defaults={"enabled": enabled, "changed_at": timezone.now(), "changed_by": user},
     )
-    return release_enabled() if enabled else park_disabled()
+    now, on = timezone.now(), enabled_names()
+    return release_enabled(on, now) if enabled else park_disabled(on, now)

@@ -24,19 +24,18 @@ from anymail.backends.base import AnymailBaseBackend
 from anymail.exceptions import AnymailCancelSend, AnymailRecipientsRefused
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
-from .. import storable
 from ..addresses.suppression import apply as suppress
 from ..conf import get_setting
+from ..context import ATTEMPT_ATTRIBUTE, PK_ATTRIBUTE
 from ..models import OutboxItem, Recipient, SendAttempt, SendState
 from ..models.outbox import CANCELLABLE_STATES, WAITING
-from ..recording import ATTEMPT_ATTRIBUTE, PK_ATTRIBUTE, on_post_send
-from . import connectors, retry
+from ..recording import describe, on_post_send
+from . import connectors, parking, retry
 from .payload import load
 
 logger = logging.getLogger(__name__)
@@ -134,6 +133,39 @@ def _close_interrupted(item: OutboxItem) -> bool:
     )
 
 
+def _is_batch(item: OutboxItem) -> bool:
+    """A message to more than one recipient (a mailing's batch: hundreds of members)."""
+    return Recipient.objects.filter(message_id=item.message_id)[:2].count() > 1
+
+
+def _hold(item: OutboxItem, owner: str) -> None:
+    """An interrupted batch is not handed over again blindly: the ESP may have sent it
+    to every member. It waits as "failed" (no automatic retry) with its recipients
+    "unknown", for a person to send it again (Retry) or drop it (Cancel sending)."""
+    text = str(
+        _(
+            "The worker stopped during the hand-over of this batch: the ESP may have "
+            "sent it. It is not sent again on its own. Retry sends it again to every "
+            "recipient; Cancel sending drops it."
+        )
+    )
+    with transaction.atomic():
+        SendAttempt.objects.filter(
+            message_id=item.message_id, outcome=SendAttempt.Outcome.INTERRUPTED
+        ).update(error=text)
+        _set_recipients(item, rules.Status.UNKNOWN, text)
+        _still_mine(item, owner).update(
+            state=SendState.FAILED,
+            next_attempt_at=None,
+            auto_retry=False,
+            last_error=text,
+            lease_owner="",
+            lease_until=None,
+            first_failure_at=item.first_failure_at or clock(),
+        )
+    logger.warning("Message %s: an interrupted batch is held for a person", item.message_id)
+
+
 def _set_recipients(item: OutboxItem, status: str, reason: str = "") -> None:
     Recipient.objects.filter(message_id=item.message_id).exclude(
         status__in=rules.FINAL - {rules.Status.FAILED}
@@ -164,11 +196,15 @@ def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
     """Hand one claimed message to its connector and record what happened."""
     if not _renew_lease(item, owner):
         return
-    if _close_interrupted(item):
+    interrupted = _close_interrupted(item)
+    if interrupted:
         result.interrupted += 1
     if _already_handed_over(item):
         _still_mine(item, owner).delete()  # sending it again would be a double send
         result.sent += 1
+        return
+    if interrupted and _is_batch(item):
+        _hold(item, owner)
         return
     attempt = SendAttempt.objects.create(
         message_id=item.message_id,
@@ -259,15 +295,6 @@ def _store_late_answer(
     )
 
 
-def describe(error: BaseException) -> str:
-    """``Type: message`` of an error, even one whose ``str()`` itself fails."""
-    try:
-        text = str(error)
-    except Exception:  # e.g. an AnymailAPIError built without a response
-        text = repr(getattr(error, "args", ()))
-    return storable.text(f"{type(error).__name__}: {text}")[:4000]
-
-
 def _succeed(
     item: OutboxItem, owner: str, attempt: SendAttempt, sent: bool, result: RunResult
 ) -> None:
@@ -330,37 +357,11 @@ def _fail(
     logger.warning("Sending message %s failed: %s", item.message_id, text)
 
 
-def park_disabled() -> int:
-    """Due mail of switched-off connectors shows "connector disabled".
-
-    Only mail that is due: scheduled or undo-send mail keeps its time.
-    """
-    enabled = connectors.enabled_names()
-    return (
-        OutboxItem.objects.filter(state__in=WAITING, next_attempt_at__lte=clock())
-        .exclude(connector__in=enabled)
-        .update(state=SendState.CONNECTOR_DISABLED)
-    )
-
-
-def release_enabled() -> int:
-    """Mail parked for a connector that is on again goes back in the queue (it was due)."""
-    enabled = connectors.enabled_names()
-    return OutboxItem.objects.filter(
-        state=SendState.CONNECTOR_DISABLED, connector__in=enabled
-    ).update(
-        state=Case(
-            When(attempts=0, then=Value(SendState.QUEUED)),
-            default=Value(SendState.RETRY_PENDING),
-        ),
-        next_attempt_at=Coalesce("next_attempt_at", Value(clock())),
-    )
-
-
 def process_outbox(time_budget: float = 50.0) -> str:
     """The django-q2 task: send what is due, batch after batch, for up to ``time_budget`` s."""
-    park_disabled()
-    release_enabled()
+    enabled, now = connectors.enabled_names(), clock()
+    parking.park_disabled(enabled, now)
+    parking.release_enabled(enabled, now)
     owner = uuid.uuid4().hex
     result = RunResult()
     started = time.monotonic()

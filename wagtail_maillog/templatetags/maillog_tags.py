@@ -221,24 +221,47 @@ def related_log_url(obj: Any) -> str:
     return f"{reverse('wagtail_maillog:index')}?{query}"
 
 
+def address_log_url(address: str) -> str:
+    """The mail log searched for a whole address: an index lookup, that address only."""
+    return f"{reverse('wagtail_maillog:index')}?{urlencode({'q': address})}"
+
+
+def _newest(queryset: Any, count: int) -> list[Any]:
+    return list(queryset.select_related("message").order_by("-created_at", "-pk")[:count])
+
+
 def related_mail_context(obj: Any, user: Any, limit: int = 10) -> dict[str, Any]:
-    """The newest mails about ``obj`` that ``user`` may see (for the tag and the panel)."""
+    """The newest mails about ``obj`` that ``user`` may see (for the tag and the panel).
+
+    For a registered member (``addresses.members``), the mail sent to the member's
+    address counts too. Two queries, each answered by its own index (the message's
+    related object; the recipient's address and date), merged here: an ``OR`` of
+    the two would make the database read every recipient of the log.
+    """
+    from ..addresses import members
     from ..admin.access import can_view_log, visible_recipients
 
     if obj is None or getattr(obj, "pk", None) is None or not can_view_log(user):
         return {"recipients": [], "allowed": False}
     ct = ContentType.objects.get_for_model(obj)
-    qs = (
-        visible_recipients(user)
-        .filter(message__content_type=ct, message__object_id=str(obj.pk))
-        .select_related("message")
-        .order_by("-created_at", "-pk")
+    visible = visible_recipients(user)
+    rows = _newest(
+        visible.filter(message__content_type=ct, message__object_id=str(obj.pk)), limit + 1
     )
-    rows = list(qs[: limit + 1])
+    related = bool(rows)
+    address = members.address_of(obj)  # "" unless obj is a registered member
+    if address:
+        # The newest limit + 1 of the union are among the newest limit + 1 of each part.
+        seen = {r.pk for r in rows}
+        rows += [r for r in _newest(visible.filter(address=address), limit + 1) if r.pk not in seen]
+        rows.sort(key=lambda r: (r.created_at, r.pk), reverse=True)
     return {
         "recipients": rows[:limit],
         "more": len(rows) > limit,
         "log_url": related_log_url(obj),
+        "member_address": address,
+        "address_log_url": address_log_url(address) if address else "",
+        "has_related": related,
         "allowed": True,
     }
 
