@@ -3,7 +3,7 @@
     python -m benchmarks.outbox_badge [--quick]
 
 Fills 1,000,000 messages (5,000 with --quick), puts 10,000 of them (500) in
-the outbox, then times :func:`wagtail_maillog.admin.outbox_access.outbox_count`,
+the outbox, then times :func:`wagtail_maillog.outbox.access.outbox_count`,
 the function the menu item calls once per admin page, for a superuser and for
 an editor who sees only their own and their team's mail (a few hundred of the
 waiting ones are theirs). Median of 20 calls, each on a new request. Target:
@@ -70,7 +70,7 @@ def time_count(user: Any) -> tuple[float, int]:
     from django.contrib.auth import get_user_model
     from django.test import RequestFactory
 
-    from wagtail_maillog.admin.outbox_access import TEAM_ATTRIBUTE, outbox_count
+    from wagtail_maillog.outbox.access import TEAM_ATTRIBUTE, outbox_count
 
     factory = RequestFactory()
     user = get_user_model().objects.get(pk=user.pk)  # fresh permission caches

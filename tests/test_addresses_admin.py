@@ -20,8 +20,8 @@ from tests.testapp.models import Member
 from tests.utils import client_for, denied, post_json, send_with_ids
 from tests.utils import make_user as _make_user
 from wagtail_maillog.addresses.health import set_status
-from wagtail_maillog.admin.address_panels import AddressesDashboardPanel, AddressStatusPanel
-from wagtail_maillog.admin.address_views import members_by_address
+from wagtail_maillog.addresses.panels import AddressesDashboardPanel, AddressStatusPanel
+from wagtail_maillog.addresses.views import members_by_address
 from wagtail_maillog.models import Address, AddressChange, AddressStatus
 from wagtail_maillog.status import Status
 

@@ -585,7 +585,7 @@ def test_dates_read_as_wagtails_human_readable_date_in_the_users_time_zone():
     from django.template import Context, Template
     from django.utils import translation
 
-    from wagtail_maillog.admin.tables import HumanReadableDateColumn
+    from wagtail_maillog.admin.columns import HumanReadableDateColumn
 
     value = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
     template = Template("{% load wagtailadmin_tags %}{% human_readable_date value %}")

@@ -90,13 +90,50 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles(graph) == [["a", "b", "c"]]
 
 
+#: What makes a module glue on top (the Wagtail admin, public pages, checks, commands):
+#: each capability keeps these beside its domain code (docs/architecture.md).
+ADMIN_PARTS = {
+    "views", "tables", "filters", "search", "access", "panels", "bulk_actions", "urls",
+    "forms", "list_views", "public_views", "public_urls", "webhook_urls", "wagtail_hooks",
+    "checks", "apps",
+}  # fmt: skip
+
+
+def _is_admin(name: str) -> bool:
+    return name.rpartition(".")[2] in ADMIN_PARTS or name.startswith(
+        (
+            "wagtail_maillog.admin",
+            "wagtail_maillog.log",
+            "wagtail_maillog.templatetags",
+            "wagtail_maillog.management",  # commands: entry points, like the admin
+        )
+    )
+
+
 def test_nothing_below_the_admin_imports_it():
     """Every capability works without the Wagtail admin (commands, tasks, webhooks)."""
     modules = _modules()
-    top = ("wagtail_maillog.admin", "wagtail_maillog.templatetags", "wagtail_maillog.wagtail_hooks")
-    below = {name: path for name, path in modules.items() if not name.startswith(top)}
     wrong = {
-        name: sorted(t for t in _imports(name, path, modules) if t.startswith(top))
-        for name, path in below.items()
+        name: sorted(t for t in _imports(name, path, modules) if _is_admin(t))
+        for name, path in modules.items()
+        if not _is_admin(name)
     }
     assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def test_each_capability_keeps_its_admin_beside_it():
+    modules = _modules()
+    for capability in ("log", "outbox", "addresses", "mailings"):
+        assert f"wagtail_maillog.{capability}.wagtail_hooks" in modules
+        assert f"wagtail_maillog.{capability}.views" in modules
+    root = (PACKAGE / "wagtail_hooks.py").read_text()
+    assert "@hooks.register" not in root and "hooks.register(" not in root  # it only gathers
+
+
+def test_the_panels_of_0_1_0_import_from_where_they_were():
+    from wagtail_maillog.addresses.panels import AddressStatusPanel
+    from wagtail_maillog.admin.address_panels import AddressStatusPanel as old_status
+    from wagtail_maillog.admin.panels import RelatedMailPanel as old_related
+    from wagtail_maillog.log.panels import RelatedMailPanel
+
+    assert (old_related, old_status) == (RelatedMailPanel, AddressStatusPanel)

@@ -513,7 +513,7 @@ def test_a_page_that_became_private_after_saving_is_not_sent(
 def test_the_body_page_chooser_offers_no_private_page(pages):
     from wagtail.models import Page
 
-    from wagtail_maillog.admin.mailing_forms import PAGE_CHOOSER_MARK
+    from wagtail_maillog.mailings.forms import PAGE_CHOOSER_MARK
 
     client = client_for(pages["editor"])
     ours = {"user_perms": PAGE_CHOOSER_MARK}

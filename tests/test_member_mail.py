@@ -29,7 +29,7 @@ from tests.testapp.models import LetterPage, Member, Ticket
 from tests.urls import urlpatterns as site_urls
 from tests.utils import client_for, make_user
 from wagtail_maillog import label
-from wagtail_maillog.admin.panels import RelatedMailPanel
+from wagtail_maillog.log.panels import RelatedMailPanel
 from wagtail_maillog.models import Message, Recipient
 from wagtail_maillog.templatetags.maillog_tags import related_mail_context
 

@@ -20,10 +20,10 @@ from tests.esp import ScriptedBackend
 from tests.testapp.models import Invoice
 from tests.utils import client_for, denied, make_user
 from wagtail_maillog import label
-from wagtail_maillog.admin.outbox_tables import OPTIONAL_COLUMNS
-from wagtail_maillog.admin.outbox_views import OutboxMenuItem, build_menu_item
 from wagtail_maillog.models import ConnectorState, OutboxItem, OutboxPreference, Recipient
 from wagtail_maillog.models import SendState as S
+from wagtail_maillog.outbox.tables import OPTIONAL_COLUMNS
+from wagtail_maillog.outbox.views import OutboxMenuItem, build_menu_item
 from wagtail_maillog.status import Status
 
 pytestmark = pytest.mark.django_db

@@ -102,7 +102,7 @@ def test_the_readme_works_as_a_package_description():
     readme = (ROOT / "README.md").read_text()
     for target in re.findall(r"\]\(([^)]+)\)", readme):
         assert target.startswith(("https://", "http://", "#")), target
-    assert 'DEFAULT_FROM_EMAIL = ' in readme
+    assert "DEFAULT_FROM_EMAIL = " in readme
 
 
 def test_wheel_contains_templates_static_and_migrations(wheel):

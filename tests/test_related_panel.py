@@ -8,7 +8,7 @@ from django.test import RequestFactory
 
 from tests.testapp.models import Invoice
 from wagtail_maillog import label
-from wagtail_maillog.admin.panels import RelatedMailPanel
+from wagtail_maillog.log.panels import RelatedMailPanel
 
 pytestmark = pytest.mark.django_db
 

@@ -19,9 +19,9 @@ from django.utils import timezone
 from tests.testapp.models import Invoice
 from tests.utils import client_for, tracking_event
 from wagtail_maillog import bulk
-from wagtail_maillog.admin import views
-from wagtail_maillog.admin.filters import MailLogFilterSet, _distinct_by_index
 from wagtail_maillog.events import EventRow, event_row, insert_events
+from wagtail_maillog.log import views
+from wagtail_maillog.log.filters import MailLogFilterSet, _distinct_by_index
 from wagtail_maillog.models import Event, Message, Recipient
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ from django.db import connection
 from django.urls import reverse
 
 from tests.utils import client_for, send_with_ids
-from wagtail_maillog.admin import search
 from wagtail_maillog.checks import missing_search_indexes
+from wagtail_maillog.log import search
 from wagtail_maillog.models import Message, Recipient
 
 pytestmark = pytest.mark.django_db

@@ -25,8 +25,8 @@ from tests.utils import client_for, make_user, send_with_ids, tracking_event
 from wagtail_maillog import label
 from wagtail_maillog.addresses.confirmation import send_requests
 from wagtail_maillog.addresses.health import set_status
-from wagtail_maillog.admin.access import visible_messages
 from wagtail_maillog.events import ingest
+from wagtail_maillog.log.access import visible_messages
 from wagtail_maillog.models import AddressStatus, Event, Message
 from wagtail_maillog.outbox import worker
 from wagtail_maillog.redaction import REDACTED, redact
@@ -172,9 +172,7 @@ def test_one_time_links_are_cut_from_stored_bodies_and_headers(settings):
     assert "next=/" in message.body_text  # only the token goes
 
 
-def test_a_mailings_unsubscribe_links_are_not_stored(
-    settings, django_capture_on_commit_callbacks
-):
+def test_a_mailings_unsubscribe_links_are_not_stored(settings, django_capture_on_commit_callbacks):
     connectors(settings, backend="django.core.mail.backends.locmem.EmailBackend")
     settings.WAGTAIL_MAILLOG["STORE_BODY"] = True
     member = Member.objects.create(name="Ann", email="ann@example.com")

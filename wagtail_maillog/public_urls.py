@@ -5,8 +5,8 @@ path("mail/", include("wagtail_maillog.public_urls")),
 
 from django.urls import path
 
-from .addresses.views import confirm_view
-from .mailings.views import one_click_view, unsubscribe_view
+from .addresses.public_views import confirm_view
+from .mailings.public_views import one_click_view, unsubscribe_view
 
 app_name = "wagtail_maillog_public"
 urlpatterns = [

@@ -3,8 +3,8 @@ from wagtail.admin.panels import FieldPanel
 from wagtail.snippets.models import register_snippet
 from wagtail.snippets.views.snippets import SnippetViewSet
 
-from wagtail_maillog.admin.address_panels import AddressStatusPanel
-from wagtail_maillog.admin.panels import RelatedMailPanel
+from wagtail_maillog.addresses.panels import AddressStatusPanel
+from wagtail_maillog.log.panels import RelatedMailPanel
 from wagtail_maillog.mailings.audiences import QuerySetAudience
 
 from .models import Member

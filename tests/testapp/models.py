@@ -5,7 +5,7 @@ from wagtail.admin.panels import FieldPanel
 from wagtail.fields import RichTextField
 from wagtail.models import Page
 
-from wagtail_maillog.admin.panels import RelatedMailPanel
+from wagtail_maillog.log.panels import RelatedMailPanel
 
 
 class Invoice(models.Model):

@@ -239,7 +239,7 @@ def related_mail_context(obj: Any, user: Any, limit: int = 10) -> dict[str, Any]
     the two would make the database read every recipient of the log.
     """
     from ..addresses import members
-    from ..admin.access import can_view_log, visible_recipients
+    from ..log.access import can_view_log, visible_recipients
 
     if obj is None or getattr(obj, "pk", None) is None or not can_view_log(user):
         return {"recipients": [], "allowed": False}

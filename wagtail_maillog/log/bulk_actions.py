@@ -11,9 +11,9 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin import messages
 
 from .. import actions
+from ..admin.confirming_bulk_action import ConfirmingBulkAction
 from ..models import Recipient
 from .access import RESEND, can_view_log, visible_recipients
-from .confirming_bulk_action import ConfirmingBulkAction
 from .filters import MailLogFilterSet
 from .search import search_recipients
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import outbox_views as views
+from . import views
 
 app_name = "wagtail_maillog_outbox"
 urlpatterns = [

@@ -37,7 +37,7 @@ from ..models import ConnectorState, OutboxItem, Recipient, SendState
 from ..models.messages import Importance, Role
 from ..outbox import connectors, worker
 from ..sources import source_label
-from .outbox_access import (
+from .access import (
     CANCEL,
     COUNT_ATTRIBUTE,
     MANAGE_CONNECTORS,
@@ -53,7 +53,7 @@ from .outbox_access import (
     view_filter,
     visible_outbox,
 )
-from .outbox_tables import (
+from .tables import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     OutboxTable,

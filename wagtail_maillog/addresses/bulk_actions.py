@@ -16,9 +16,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..addresses import confirmation, health
+from ..admin.confirming_bulk_action import ConfirmingBulkAction
 from ..models import Address, AddressStatus
-from .address_views import MANAGE, can_manage_addresses, listing_queryset
-from .confirming_bulk_action import ConfirmingBulkAction
+from .views import MANAGE, can_manage_addresses, listing_queryset
 
 
 class AddressBulkAction(ConfirmingBulkAction):

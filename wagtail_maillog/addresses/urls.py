@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import address_views as views
+from . import views
 
 app_name = "wagtail_maillog_addresses"
 urlpatterns = [

@@ -20,8 +20,8 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from ..log.access import APP, VIEW_ALL, can_view_log
 from ..models import Message, OutboxItem, OutboxPreference
-from .access import APP, VIEW_ALL, can_view_log
 
 RETRY = f"{APP}.retry_outboxitem"
 CANCEL = f"{APP}.cancel_outboxitem"

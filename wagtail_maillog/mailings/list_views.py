@@ -9,6 +9,7 @@ from wagtail.admin.ui.tables import Column
 from wagtail.admin.views.generic import IndexView
 from wagtail.admin.viewsets.model import ModelViewSet
 
+from ..admin.menu import MAIL_MENU_HOOK
 from ..models import MailingList
 
 
@@ -23,7 +24,7 @@ class MailingListViewSet(ModelViewSet):
     menu_label = _("Mailing lists")
     menu_name = "mailing-lists"
     menu_order = 410
-    menu_hook = "register_maillog_menu_item"
+    menu_hook = MAIL_MENU_HOOK
     url_prefix = "maillog/lists"
     url_namespace = "wagtail_maillog_lists"
     index_view_class = MailingListIndexView

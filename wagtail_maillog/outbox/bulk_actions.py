@@ -15,12 +15,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..admin.confirming_bulk_action import ConfirmingBulkAction
 from ..models import OutboxItem
 from ..outbox import worker
-from .confirming_bulk_action import ConfirmingBulkAction
-from .outbox_access import CANCEL, RETRY, can_view_outbox, visible_outbox
-from .outbox_tables import cancel_refusal, retry_refusal
-from .outbox_views import listing_queryset
+from .access import CANCEL, RETRY, can_view_outbox, visible_outbox
+from .tables import cancel_refusal, retry_refusal
+from .views import listing_queryset
 
 
 class OutboxBulkAction(ConfirmingBulkAction):

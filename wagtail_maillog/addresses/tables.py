@@ -19,9 +19,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from ..addresses import members
+from ..admin.columns import HumanReadableDateColumn
 from ..models import Address, AddressStatus
 from ..templatetags.maillog_tags import badge
-from .tables import HumanReadableDateColumn
 
 #: address status -> (Wagtail icon, tone). Tones are the colours of maillog.css.
 APPEARANCE: dict[str, tuple[str, str]] = {

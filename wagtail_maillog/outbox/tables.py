@@ -25,12 +25,12 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.templatetags.wagtailadmin_tags import timesince_simple
 from wagtail.admin.widgets.button import Button, ButtonWithDropdown
 
+from ..admin.columns import BulkCheckboxColumn
 from ..models import OutboxItem, SendState
 from ..models.messages import Importance, Role
 from ..models.outbox import CANCELLABLE_STATES
 from ..templatetags.maillog_tags import badge
-from .outbox_access import CANCEL, RETRY
-from .tables import BulkCheckboxColumn
+from .access import CANCEL, RETRY
 
 #: Columns that are always visible.
 REQUIRED_COLUMNS = ("to", "subject")

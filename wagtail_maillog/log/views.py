@@ -282,9 +282,9 @@ def outbox_context(message: Message, user: Any) -> dict[str, Any]:
     attempts and next attempt, and Retry / Cancel with the outbox's own permissions (the
     buttons lead to the outbox's confirmation pages). Nothing for those who may not see it.
     """
-    from .outbox_access import CANCEL as OUTBOX_CANCEL
-    from .outbox_access import RETRY, can_view_outbox, visible_outbox
-    from .outbox_tables import cancel_refusal, retry_refusal, state_badge
+    from ..outbox.access import CANCEL as OUTBOX_CANCEL
+    from ..outbox.access import RETRY, can_view_outbox, visible_outbox
+    from ..outbox.tables import cancel_refusal, retry_refusal, state_badge
 
     if not can_view_outbox(user):
         return {}
