@@ -156,3 +156,28 @@ def test_wagtail_starts_dev_settings_are_named_as_the_one_that_wins(
     (found,) = [m for m in run_checks() if m.id == "wagtail_maillog.W008"]
     assert "set in startedsite.settings.dev" in found.msg
     assert "'anymail.backends.postmark.EmailBackend' of startedsite.settings.base" in found.msg
+
+
+@pytest.mark.parametrize(
+    ("backend", "mailing", "warned"),
+    [
+        ("anymail.backends.mandrill.EmailBackend", {}, True),  # batches, no merge_headers
+        ("anymail.backends.mandrill.EmailBackend", {"MERGE_HEADERS": True}, False),
+        ("anymail.backends.mandrill.EmailBackend", {"BATCH_SIZE": 1}, False),
+        ("anymail.backends.mailgun.EmailBackend", {}, False),  # has merge_headers
+        ("anymail.backends.postmark.EmailBackend", {}, False),  # never batches
+        ("tests.esp.ScriptedBackend", {"MERGE_FIELD": "{{{{{}}}}}"}, False),  # a subclass
+        ("django.core.mail.backends.smtp.EmailBackend", {"MERGE_FIELD": "{{{{{}}}}}"}, True),
+    ],
+)
+def test_a_mailing_connector_without_per_member_unsubscribe_headers(
+    settings, backend, mailing, warned
+):
+    settings.WAGTAIL_MAILLOG = {
+        **settings.WAGTAIL_MAILLOG,
+        "CONNECTORS": {"news": {"BACKEND": backend, "MAILING": mailing}},
+    }
+    found = [m for m in run_checks() if m.id == "wagtail_maillog.W009"]
+    assert bool(found) is warned
+    if warned:
+        assert "'news'" in found[0].msg and "one message per member" in found[0].msg

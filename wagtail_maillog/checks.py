@@ -161,6 +161,18 @@ def check_connectors(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="wagtail_maillog.E002",
                 )
             )
+        elif _batches_without_unsubscribe_headers(spec):
+            messages.append(
+                Warning(
+                    f"Connector {name!r}: mailings go out one message per member, not in "
+                    "batches: its backend cannot give each member of a batch their own "
+                    "one-click List-Unsubscribe headers (anymail's merge_headers).",
+                    hint='If it can, set "MAILING": {"MERGE_HEADERS": True} on the '
+                    "connector; else this is only slower. See "
+                    f"{DOCS_URL}mailings.md#sending.",
+                    id="wagtail_maillog.W009",
+                )
+            )
         elif path == OUTBOX_BACKEND:
             messages.append(
                 Error(
@@ -192,6 +204,18 @@ def check_connectors(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     return messages
+
+
+def _batches_without_unsubscribe_headers(spec: dict[str, Any]) -> bool:
+    """A connector that would batch mailings (a merge field spelling) but cannot send
+    per-recipient headers, so mailings fall back to one message per member."""
+    from .mailings.batching import MERGE_FIELD_SPELLINGS, sends_merge_headers
+
+    own = spec.get("MAILING") or {}
+    batching = own.get("MERGE_FIELD", MERGE_FIELD_SPELLINGS.get(spec["BACKEND"]))
+    if not batching or int(own.get("BATCH_SIZE", 2)) <= 1 or "MERGE_HEADERS" in own:
+        return False
+    return not sends_merge_headers(spec["BACKEND"])
 
 
 @register()
