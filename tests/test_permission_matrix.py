@@ -161,6 +161,7 @@ def mail_cases() -> list[Case]:
     cases = [
         Case("wagtail_maillog:index", get=rule(LOG)),
         Case("wagtail_maillog:index_results", get=rule(LOG)),
+        Case("wagtail_maillog:webhooks", get=rule(LOG)),  # URLs and counts, no mail
         # Only redirects (to the object's edit view, or back to the log), whatever the method.
         Case("wagtail_maillog:related", "invoice", get=rule(LOG), post=rule(LOG)),
     ]

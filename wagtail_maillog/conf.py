@@ -104,6 +104,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_ESPS": None,
     # Events one webhook request may carry (a larger batch: HTTP 413, nothing stored).
     "MAX_EVENTS_PER_REQUEST": 5000,
+    # Hours after which mail handed to an ESP with no event back at all means its
+    # webhook does not reach the site (the dashboard warns). See docs/installation.md.
+    "WEBHOOK_SILENCE_HOURS": 6,
 }
 
 

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from .conf import get_setting
 from .models import AddressChange, Event, Message, OutboxItem, Recipient, SendAttempt
+from .webhook_health import forget_old
 
 #: Every foreign key to a message, recipient or event, as (model, field): what a
 #: batch of :func:`purge` deletes or unlinks besides the messages themselves.
@@ -125,6 +126,7 @@ def _delete_messages(ids: list[int]) -> int:
 
 
 def purge_expired() -> str:
-    """The daily django-q2 task."""
+    """The daily django-q2 task (also drops week-old counts of refused webhooks)."""
     result = purge()
+    forget_old()
     return f"purged {result.messages} messages, {result.events} events"

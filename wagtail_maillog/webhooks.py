@@ -48,9 +48,10 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
-from . import storable
+from . import storable, webhook_health
 from .conf import get_setting
 from .events import collecting, ingest
+from .models import WebhookRejection
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +286,9 @@ def _storable(event: Any) -> Any:
     return clean
 
 
+VALIDATION_FAILED = "Webhook validation failed."
+
+
 def _bad_request(text: str, status: int = 400) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain")
 
@@ -414,6 +418,12 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @csrf_exempt
     @wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = answer(request, *args, **kwargs)
+        if response.status_code in (400, 413):  # refused: counted for the webhook health page
+            webhook_health.note_refused(view.view_class.esp_name, _refusal(response))  # type: ignore[attr-defined]
+        return response
+
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not is_served(view.view_class):  # type: ignore[attr-defined]
             return _not_found()
         try:
@@ -450,7 +460,7 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                 return _bad_request("Too many events in one request.", status=413)
             except SuspiciousOperation as exc:
                 _log_validation_failure(request, exc)
-                return _bad_request("Webhook validation failed.")
+                return _bad_request(VALIDATION_FAILED)
             except (PermissionDenied, Http404):
                 raise  # Django answers these with 403/404
             except DatabaseError:
@@ -480,6 +490,15 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                 return _bad_request("Webhook payload nested too deeply.")
 
     return guarded
+
+
+def _refusal(response: HttpResponse) -> str:
+    """Why the guard refused a request, as :class:`WebhookRejection` counts it."""
+    if response.status_code == 413:
+        return WebhookRejection.Reason.TOO_LARGE
+    if response.content == VALIDATION_FAILED.encode():
+        return WebhookRejection.Reason.VALIDATION
+    return WebhookRejection.Reason.MALFORMED
 
 
 def _store(

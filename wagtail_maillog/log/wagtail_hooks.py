@@ -15,6 +15,7 @@ from ..admin.menu import MAIL_MENU_HOOK
 from . import urls
 from .access import can_view_log
 from .bulk_actions import ResendBulkAction
+from .webhook_views import add_dashboard_panel
 
 
 class MailLogMenuItem(MenuItem):
@@ -52,4 +53,16 @@ def register_permissions() -> Any:
     )
 
 
+@hooks.register(MAIL_MENU_HOOK)
+def register_webhooks_menu_item() -> MenuItem:
+    return MailLogMenuItem(
+        _("Webhooks"),
+        reverse("wagtail_maillog:webhooks"),
+        icon_name="link",
+        name="webhooks",
+        order=900,
+    )
+
+
 hooks.register("register_bulk_action", ResendBulkAction)
+hooks.register("construct_homepage_panels", add_dashboard_panel)

@@ -2,7 +2,7 @@
 
 from .addresses import Address, AddressChange, AddressStatus
 from .mailings import Mailing, MailingList, MailingListMember, MailingState
-from .messages import Event, Message, Recipient, SendAttempt
+from .messages import Event, Message, Recipient, SendAttempt, WebhookRejection
 from .outbox import ConnectorState, OutboxItem, OutboxPreference, SendState
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "Recipient",
     "SendAttempt",
     "SendState",
+    "WebhookRejection",
 ]

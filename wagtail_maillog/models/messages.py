@@ -255,3 +255,34 @@ class SendAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_outcome_display()} {self.at:%Y-%m-%d %H:%M}"
+
+
+class WebhookRejection(models.Model):
+    """How many webhook requests of one ESP were refused in one hour, and why.
+
+    A counter per (ESP, hour, reason), not a row per request: a flood of bad
+    requests cannot grow the table. Kept 7 days (the daily purge).
+    """
+
+    class Reason(models.TextChoices):
+        VALIDATION = "validation", _("Failed authentication or signature")
+        MALFORMED = "malformed", _("Malformed or empty payload")
+        TOO_LARGE = "too_large", _("Too large")
+
+    esp_name = models.CharField(_("ESP"), max_length=64)
+    hour = models.DateTimeField(_("hour"))
+    reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices)
+    count = models.PositiveIntegerField(_("requests"), default=0)
+
+    class Meta:
+        verbose_name = _("refused webhook requests")
+        verbose_name_plural = _("refused webhook requests")
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(
+                fields=["esp_name", "hour", "reason"], name="maillog_webhook_rejection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp_name} {self.hour:%Y-%m-%d %H}:00 {self.reason}: {self.count}"
