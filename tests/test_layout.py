@@ -130,9 +130,15 @@ def test_each_capability_keeps_its_admin_beside_it():
     assert "@hooks.register" not in root and "hooks.register(" not in root  # it only gathers
 
 
-def test_the_panels_of_0_1_0_import_from_where_they_were():
+def test_no_module_of_the_shared_admin_is_named_after_a_capability():
+    names = {p.stem for p in (PACKAGE / "admin").glob("*.py")}
+    capabilities = ("log", "outbox", "address", "mailing", "webhook")
+    assert not [n for n in names if n.startswith(capabilities)], names
+
+
+def test_the_panels_import_from_one_place_as_in_0_1_0():
     from wagtail_maillog.addresses.panels import AddressStatusPanel
-    from wagtail_maillog.admin.address_panels import AddressStatusPanel as old_status
+    from wagtail_maillog.admin.panels import AddressStatusPanel as old_status
     from wagtail_maillog.admin.panels import RelatedMailPanel as old_related
     from wagtail_maillog.log.panels import RelatedMailPanel
 
