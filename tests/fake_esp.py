@@ -507,43 +507,65 @@ def _mailgun_send(fake: FakeESP, request: Request, domain: str) -> Answer:
     return 200, {"id": message_id, "message": "Queued. Thank you."}
 
 
-def _page_token(message_id: str, offset: int) -> str:
-    data = json.dumps({"m": message_id, "o": offset}).encode()
+#: The query parameters of the events API the fake honours.
+EVENT_FILTERS = ("message-id", "event", "begin", "end", "from")
+
+
+def _page_token(query: dict[str, str], offset: int) -> str:
+    data = json.dumps({"q": query, "o": offset}).encode()
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _read_token(token: str) -> tuple[str, int]:
+def _read_token(token: str) -> tuple[dict[str, str], int]:
     data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    return str(data["m"]), int(data["o"])
+    return dict(data["q"]), int(data["o"])
+
+
+def _matches(item: dict[str, Any], query: dict[str, str]) -> bool:
+    """An events-API item against Mailgun's filters (message id, event type, time range,
+    sender)."""
+    headers = item["message"]["headers"]
+    if query.get("message-id") and _bare(headers["message-id"]) != _bare(query["message-id"]):
+        return False
+    if query.get("event") and item["event"] != query["event"]:
+        return False
+    if query.get("begin") and item["timestamp"] < float(query["begin"]):
+        return False
+    if query.get("end") and item["timestamp"] > float(query["end"]):
+        return False
+    return not query.get("from") or query["from"] in headers.get("from", "")
 
 
 def _mailgun_events(
     fake: FakeESP, request: Request, domain: str, token: str | None, base: str
 ) -> Answer:
     if token is None:
-        message_id = _bare((request.query.get("message-id") or [""])[0])
+        query = {k: request.query[k][0] for k in EVENT_FILTERS if request.query.get(k)}
         offset = 0
     else:
         try:
-            message_id, offset = _read_token(token)
+            query, offset = _read_token(token)
         except (ValueError, KeyError):
             return 400, {"message": "Invalid page token"}
     limit = int((request.query.get("limit") or ["300"])[0])
     size = max(1, min(limit, 300, fake.mailgun_page_size))
-    events = [
-        e
-        for e in fake.mailgun_events.get(message_id, [])
-        if not message_id or _bare(e["message"]["headers"]["message-id"]) == message_id
-    ]
+    if query.get("message-id"):
+        candidates = fake.mailgun_events.get(_bare(query["message-id"]), [])
+    else:
+        candidates = sorted(
+            (e for events in fake.mailgun_events.values() for e in events),
+            key=lambda e: e["timestamp"],
+        )
+    events = [e for e in candidates if _matches(e, query)]
     page = events[offset : offset + size]
     url = f"{base}/v3/{quote(domain, safe='')}/events"
     return 200, {
         "items": page,
         "paging": {
-            "next": f"{url}/{_page_token(message_id, offset + len(page))}",
-            "previous": f"{url}/{_page_token(message_id, max(0, offset - size))}",
-            "first": f"{url}/{_page_token(message_id, 0)}",
-            "last": f"{url}/{_page_token(message_id, max(0, len(events) - size))}",
+            "next": f"{url}/{_page_token(query, offset + len(page))}",
+            "previous": f"{url}/{_page_token(query, max(0, offset - size))}",
+            "first": f"{url}/{_page_token(query, 0)}",
+            "last": f"{url}/{_page_token(query, max(0, len(events) - size))}",
         },
     }
 

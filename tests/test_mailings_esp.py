@@ -4,6 +4,7 @@ and Postmark): ESP calls per chunk, and "update results" catching up lost webhoo
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -168,3 +169,110 @@ def test_update_results_reports_an_esp_error(esp, django_capture_on_commit_callb
     mailing.refresh_from_db()
     assert "mg:" in mailing.refresh_note and "500" in mailing.refresh_note
     assert results.summary(mailing).counts == {Status.QUEUED: 7}  # Mailgun's "queued"
+
+
+# ---- a batch interrupted while Mailgun held it (issue 17.6) ----------------------------
+
+
+def _interrupted_batch(esp, capture, monkeypatch, accepted: int):
+    """Queue the mailing, then play a worker that died in the middle of handing the
+    first batch (3 members) to Mailgun, after Mailgun accepted ``accepted`` of them."""
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from wagtail_maillog.models import OutboxItem, Recipient, SendAttempt
+
+    cache.set(worker.WAKE_KEY, 1, timeout=300)  # no worker takes the mail meanwhile
+    mailing = Mailing.objects.create(
+        subject="News for {{ name }}",
+        body="<p>Hi {{ name }}</p>",
+        from_email="news@mg.example.com",
+        audience="members",
+        connector="mg",
+    )
+    with capture(execute=True):
+        sending.send(mailing)
+    item = OutboxItem.objects.order_by("pk").first()
+    assert worker.claim(1, "the-dead-worker")[0].pk == item.pk
+    SendAttempt.objects.create(message_id=item.message_id, outcome="started", connector="mg")
+    members = sorted(
+        Recipient.objects.filter(message_id=item.message_id).values_list("address", flat=True)
+    )
+    assert len(members) == 3
+    esp_id = "<20261206.LOSTANSWER@mg.example.com>"
+    for address in members[:accepted]:
+        event = esp.add_mailgun_event(esp_id, "accepted", address, timestamp=time.time())
+        event["message"]["headers"]["from"] = "Club <news@mg.example.com>"
+    later = timezone.now() + timedelta(seconds=301)  # the dead worker's lease ran out
+    monkeypatch.setattr(worker, "clock", lambda: later)
+    return mailing, item, members, esp_id
+
+
+def test_mailgun_says_what_it_took_and_only_the_rest_is_sent_again(
+    esp, django_capture_on_commit_callbacks, monkeypatch
+):
+    from wagtail_maillog.models import OutboxItem, Recipient, SendAttempt
+
+    mailing, item, members, esp_id = _interrupted_batch(
+        esp, django_capture_on_commit_callbacks, monkeypatch, accepted=2
+    )
+    before = len(esp.sent)
+    assert "interrupted 1" in worker.process_outbox(time_budget=20)
+    calls = esp.sent[before:]
+    again = [c for c in calls if members[2] in c.recipients]
+    assert [c.recipients for c in again] == [[members[2]]]  # not the two Mailgun took
+    assert not any(m in c.recipients for c in calls for m in members[:2])
+    rows = {r.address: r for r in Recipient.objects.filter(message_id=item.message_id)}
+    for address in members[:2]:
+        assert rows[address].esp_message_id == esp_id
+        assert rows[address].status == Status.SENT
+        assert "event log" in rows[address].reason
+    assert rows[members[2]].esp_message_id not in ("", esp_id)
+    assert not OutboxItem.objects.filter(pk=item.pk).exists()
+    outcomes = list(
+        SendAttempt.objects.filter(message_id=item.message_id)
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    )
+    assert outcomes == ["interrupted", "sent"]
+    assert sending.recipients_of(mailing).filter(status=Status.UNKNOWN).count() == 0
+
+
+def test_when_mailgun_took_the_whole_batch_nothing_is_sent_again(
+    esp, django_capture_on_commit_callbacks, monkeypatch
+):
+    from wagtail_maillog.models import OutboxItem, Recipient
+
+    _mailing, item, members, esp_id = _interrupted_batch(
+        esp, django_capture_on_commit_callbacks, monkeypatch, accepted=3
+    )
+    before = len(esp.sent)
+    worker.process_outbox(time_budget=20)
+    assert not any(m in c.recipients for c in esp.sent[before:] for m in members)
+    assert set(
+        Recipient.objects.filter(message_id=item.message_id).values_list(
+            "esp_message_id", flat=True
+        )
+    ) == {esp_id}
+    assert not OutboxItem.objects.filter(pk=item.pk).exists()
+
+
+def test_when_mailgun_cannot_be_asked_the_batch_waits_for_a_person(
+    esp, django_capture_on_commit_callbacks, monkeypatch
+):
+    from wagtail_maillog.models import OutboxItem, Recipient
+
+    _mailing, item, members, _esp_id = _interrupted_batch(
+        esp, django_capture_on_commit_callbacks, monkeypatch, accepted=1
+    )
+    esp.fail_next(500, path="/v3/mg.example.com/events", times=50)
+    before = len(esp.sent)
+    worker.process_outbox(time_budget=20)
+    assert not any(m in c.recipients for c in esp.sent[before:] for m in members)
+    held = OutboxItem.objects.get(pk=item.pk)
+    assert (held.state, held.auto_retry) == ("failed", False)
+    assert set(
+        Recipient.objects.filter(message_id=item.message_id).values_list("status", flat=True)
+    ) == {Status.UNKNOWN}

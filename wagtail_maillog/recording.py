@@ -233,14 +233,20 @@ def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None
     """
 
     pk = getattr(message, PK_ATTRIBUTE, None)
-    reuse = (
-        pk is not None
-        and Recipient.objects.filter(message_id=pk).exists()
-        and not Recipient.objects.filter(message_id=pk).exclude(esp_message_id="").exists()
+    from_outbox = getattr(message, ATTEMPT_ATTRIBUTE, None) is not None  # the worker's hand-over
+    reuse = pk is not None and (
+        from_outbox
+        or (
+            Recipient.objects.filter(message_id=pk).exists()
+            and not Recipient.objects.filter(message_id=pk).exclude(esp_message_id="").exists()
+        )
     )
     if reuse:
         Message.objects.filter(pk=pk).update(esp_name=esp_name[:64])
-        Recipient.objects.filter(message_id=pk).exclude(
+        # Only the addresses going now: an interrupted batch's rest leaves out those
+        # the ESP took before (outbox/interrupted.py).
+        going = [address for address, _name in _addresses(message.recipients())]
+        Recipient.objects.filter(message_id=pk, address__in=going).exclude(
             status__in=[rules.Status.CANCELLED, rules.Status.BLOCKED]
         ).update(status=rules.Status.SENDING, status_at=timezone.now())
     else:

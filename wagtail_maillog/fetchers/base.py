@@ -9,7 +9,7 @@ invents an event: what the ESP does not report is not yielded.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from email.utils import parseaddr
 from typing import Any, ClassVar
@@ -43,6 +43,22 @@ class StatusFetcher:
 
     #: anymail's name of the ESP: the ``esp_name`` the events are stored under.
     esp_name: ClassVar[str] = ""
+
+    def accepted(
+        self,
+        addresses: Collection[str],
+        *,
+        from_email: str,
+        since: datetime,
+        until: datetime,
+    ) -> dict[str, str] | None:
+        """Which of ``addresses`` the ESP accepted a message from ``from_email`` for
+        between ``since`` and ``until``: {address: ESP message id}, as anymail's send
+        would have answered. None: this ESP cannot tell (the default).
+
+        Asked about a batch whose hand-over was interrupted (outbox/interrupted.py).
+        """
+        return None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})

@@ -16,8 +16,9 @@ simply gets no events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import quote
 
@@ -79,17 +80,61 @@ class MailgunFetcher(StatusFetcher):
                 if (event.recipient or "") in addresses:
                     yield event
 
+    def accepted(
+        self,
+        addresses: Collection[str],
+        *,
+        from_email: str,
+        since: datetime,
+        until: datetime,
+    ) -> dict[str, str]:
+        """The "accepted" events of the window from this sender, for these addresses.
+
+        Mailgun logs one "accepted" per recipient of a batch; anymail's send
+        answers each with the batch's message id, in angle brackets.
+        """
+        wanted = {a.lower() for a in addresses}
+        sender = parseaddr(from_email)[1]
+        domain = self.domain_for("", sender)
+        query = {
+            "event": "accepted",
+            "begin": f"{since.timestamp():.3f}",
+            "end": f"{until.timestamp():.3f}",
+            "ascending": "yes",
+            "limit": PAGE_LIMIT,
+        }
+        if sender:
+            query["from"] = sender
+        found: dict[str, str] = {}
+        what = f"accepted events since {since:%H:%M}"
+        for item in self._pages(domain, query, what, must_finish=True):
+            recipient = str(item.get("recipient") or "").lower()
+            message_id = _dict(_dict(item.get("message")).get("headers")).get("message-id")
+            if recipient in wanted and message_id and recipient not in found:
+                found[recipient] = f"<{_bare(str(message_id))}>"
+        return found
+
     def _events(self, domain: str, bare_id: str) -> Iterator[dict[str, Any]]:
         """Every event of one message, page after page."""
+        query = {"message-id": bare_id, "limit": PAGE_LIMIT}
+        for item in self._pages(domain, query, f"<{bare_id}>"):
+            if self._about(item, bare_id):
+                yield item
+
+    def _pages(
+        self, domain: str, query: dict[str, Any], what: str, must_finish: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The items of an events query, page after page (at most ``MAX_PAGES``; with
+        ``must_finish``, a FetchError if there were more: a partial answer would do harm)."""
         url = f"{self.api_url}{quote(domain, safe='')}/events"
-        params: dict[str, Any] | None = {"message-id": bare_id, "limit": PAGE_LIMIT}
+        params: dict[str, Any] | None = query
         for _page in range(MAX_PAGES):
             data = self._get(url, params, domain)
             page = data.get("items") if isinstance(data, dict) else None
             if not page:
                 return
             for item in page:
-                if isinstance(item, dict) and self._about(item, bare_id):
+                if isinstance(item, dict):
                     yield item
             url = str(_dict(data.get("paging")).get("next") or "")
             if not url:
@@ -97,7 +142,9 @@ class MailgunFetcher(StatusFetcher):
             if not same_origin(url, self.api_url):
                 raise FetchError(f"Mailgun: paging.next leaves the API host ({self.api_url})")
             params = None  # the next URL carries the query
-        logger.warning("Mailgun: stopped after %s pages of events for <%s>", MAX_PAGES, bare_id)
+        if must_finish:
+            raise FetchError(f"Mailgun: more than {MAX_PAGES} pages of {what}")
+        logger.warning("Mailgun: stopped after %s pages of events for %s", MAX_PAGES, what)
 
     def _get(self, url: str, params: dict[str, Any] | None, domain: str) -> Any:
         """One page. An unknown message is an empty page, so a 404 is a wrong domain."""

@@ -36,6 +36,7 @@ from ..models import OutboxItem, Recipient, SendAttempt, SendState
 from ..models.outbox import CANCELLABLE_STATES, WAITING
 from ..recording import describe, on_post_send
 from . import connectors, parking, retry
+from . import interrupted as interrupted_batch
 from .payload import load
 
 logger = logging.getLogger(__name__)
@@ -203,9 +204,17 @@ def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
         _still_mine(item, owner).delete()  # sending it again would be a double send
         result.sent += 1
         return
+    accepted: dict[str, str] = {}
     if interrupted and _is_batch(item):
-        _hold(item, owner)
-        return
+        found = interrupted_batch.accepted_by_esp(item, clock())
+        if found is None:  # nobody can tell what the ESP took: a person decides
+            _hold(item, owner)
+            return
+        accepted = {a.lower(): esp_id for a, esp_id in found.items()}
+        if len(accepted) >= interrupted_batch.record_accepted(item, accepted, clock()):
+            _still_mine(item, owner).delete()  # the ESP took all of it
+            result.sent += 1
+            return
     attempt = SendAttempt.objects.create(
         message_id=item.message_id,
         outcome=SendAttempt.Outcome.STARTED,
@@ -216,6 +225,8 @@ def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
     except Exception as exc:  # unreadable (TamperedPayload, ...): no retry can fix it
         _fail(item, owner, attempt, exc, result, permanent=True)
         return
+    if accepted:  # hand over only what the ESP did not take before
+        interrupted_batch.drop_recipients(message, set(accepted))
     setattr(message, PK_ATTRIBUTE, item.message_id)
     setattr(message, ATTEMPT_ATTRIBUTE, attempt.pk)
     Recipient.objects.filter(message_id=item.message_id, status=rules.Status.PENDING).update(
