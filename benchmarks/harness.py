@@ -6,16 +6,22 @@ template, so no benchmark sees another's rows and migrating happens once:
 
 * SQLite: the template is a file, copied to ``MAILLOG_BENCH_SQLITE``;
 * PostgreSQL: the template is a database, ``maillog_bench`` is recreated from
-  it (``CREATE DATABASE ... TEMPLATE``). Only databases whose name starts with
-  ``maillog_bench`` are ever dropped.
+  it (``CREATE DATABASE ... TEMPLATE``);
+* MariaDB: the template is a database too, but MariaDB has no ``TEMPLATE``:
+  ``maillog_bench`` is recreated table by table (``SHOW CREATE TABLE``, then
+  ``INSERT ... SELECT`` of the rows the migrations wrote), see
+  :func:`_mysql_clone`.
 
-The database is chosen by ``MAILLOG_TEST_DB`` (``sqlite`` or ``postgres``), as
-for the tests; the connection settings are those of tests/settings.py.
+Only databases whose name starts with ``maillog_bench`` are ever created or
+dropped, never the tests' ``test``. The database is chosen by
+``MAILLOG_TEST_DB`` (``sqlite``, ``postgres`` or ``mysql``), as for the tests;
+the connection settings are those of tests/settings.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -99,6 +105,18 @@ def pg_name() -> str:
     return name
 
 
+def mysql_name() -> str:
+    """This run's MariaDB database (``MAILLOG_BENCH_MYSQL_NAME``, a ``maillog_bench*``)."""
+    return _bench_only(os.environ.get("MAILLOG_BENCH_MYSQL_NAME", PG_PREFIX))
+
+
+def _bench_only(name: str) -> str:
+    """``name`` if the benchmarks may create and drop it: ``maillog_bench*``, plain letters."""
+    if not name.startswith(PG_PREFIX) or not name.replace("_", "").isalnum():
+        raise SystemExit(f"refusing to use database {name!r}: not {PG_PREFIX}*")
+    return name
+
+
 def _schema_key() -> str:
     """Changes whenever a migration or an installed package changes."""
     digest = hashlib.sha256()
@@ -116,7 +134,7 @@ def _schema_key() -> str:
 
 
 def _template_name() -> str:
-    if database() == "postgres":
+    if database() in ("postgres", "mysql"):
         return f"{PG_PREFIX}_tpl_{_schema_key()}"
     return f"/tmp/maillog-bench-template-{_schema_key()}.sqlite3"
 
@@ -147,10 +165,109 @@ def _pg_databases() -> list[str]:
     return [name for (name,) in rows]
 
 
+# MariaDB ---------------------------------------------------------------------
+
+
+def _mysql_connect() -> Any:
+    """An autocommit MySQLdb connection to the server, settings as for the tests."""
+    import MySQLdb
+
+    return MySQLdb.connect(
+        host=os.environ.get("MAILLOG_MYSQL_HOST", "127.0.0.1"),
+        port=int(os.environ.get("MAILLOG_MYSQL_PORT", "3306")),
+        user=os.environ.get("MAILLOG_MYSQL_USER", "root"),
+        password=os.environ.get("MAILLOG_MYSQL_PASSWORD", ""),
+        charset="utf8mb4",
+        autocommit=True,
+    )
+
+
+def _mysql_databases() -> list[str]:
+    with contextlib.closing(_mysql_connect()) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW DATABASES")
+        return [name for (name,) in cursor.fetchall()]
+
+
+def _mysql_drop(name: str) -> None:
+    with contextlib.closing(_mysql_connect()) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{_bench_only(name)}`")
+
+
+def _mysql_ready(template: str) -> bool:
+    """Whether ``template`` exists whole: its rows are copied in the clone's last
+    transaction, so a template cut short by a crash has no applied migrations."""
+    if template not in _mysql_databases():
+        return False
+    with contextlib.closing(_mysql_connect()) as conn, conn.cursor() as cursor:
+        try:
+            cursor.execute(f"SELECT COUNT(*) FROM `{template}`.`django_migrations`")
+        except Exception:  # no such table
+            return False
+        return cursor.fetchone()[0] > 0
+
+
+def _mysql_clone(source: str, target: str) -> None:
+    """Make ``target`` a copy of ``source``, for MariaDB has no ``CREATE DATABASE ... TEMPLATE``.
+
+    Each base table is created from its ``SHOW CREATE TABLE`` (indexes, checks,
+    foreign keys and the AUTO_INCREMENT counter come along) with foreign key
+    checks off, so the order does not matter; then the rows are copied by
+    ``INSERT ... SELECT`` in one transaction. Views, triggers and routines are not
+    copied: Django's migrations make none, and the clone refuses a source with any.
+    """
+    target = _bench_only(target)
+    with contextlib.closing(_mysql_connect()) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            [source],
+        )
+        charset, collation = cursor.fetchone()
+        cursor.execute(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+            [source],
+        )
+        found = cursor.fetchall()
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s", [source]
+        )
+        if cursor.fetchone()[0] or any(kind != "BASE TABLE" for _name, kind in found):
+            raise RuntimeError(f"{source} has views or triggers, which the clone does not copy")
+        tables = [name for name, _kind in found]
+        cursor.execute(
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND IS_GENERATED = 'NEVER' "
+            "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            [source],
+        )
+        columns: dict[str, list[str]] = {}
+        for table, column in cursor.fetchall():
+            columns.setdefault(table, []).append(f"`{column}`")
+
+        cursor.execute(f"DROP DATABASE IF EXISTS `{target}`")
+        cursor.execute(f"CREATE DATABASE `{target}` CHARACTER SET {charset} COLLATE {collation}")
+        cursor.execute(f"USE `{target}`")
+        cursor.execute("SET SESSION foreign_key_checks = 0")
+        for table in tables:
+            cursor.execute(f"SHOW CREATE TABLE `{source}`.`{table}`")
+            cursor.execute(cursor.fetchone()[1])  # unqualified: made in `target`
+        cursor.execute("START TRANSACTION")
+        for table in tables:
+            names = ", ".join(columns[table])
+            cursor.execute(
+                f"INSERT INTO `{target}`.`{table}` ({names}) "
+                f"SELECT {names} FROM `{source}`.`{table}`"
+            )
+        cursor.execute("COMMIT")
+
+
 def _migrate_template(template: str) -> None:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, PYTHONPATH=str(ROOT))
     if database() == "postgres":
         env["MAILLOG_BENCH_PG_NAME"] = template
+    elif database() == "mysql":
+        env["MAILLOG_BENCH_MYSQL_NAME"] = template
     else:
         env["MAILLOG_BENCH_SQLITE"] = template
     subprocess.run(
@@ -172,6 +289,18 @@ def prepare_template() -> str:
             except BaseException:
                 _pg_admin(f'DROP DATABASE "{template}"')
                 raise
+    elif database() == "mysql":
+        if not _mysql_ready(template):
+            # Migrated under another name, then cloned: the template is whole or absent.
+            partial = f"{template}_partial"
+            _mysql_drop(partial)
+            with contextlib.closing(_mysql_connect()) as conn, conn.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE `{partial}` CHARACTER SET utf8mb4")
+            try:
+                _migrate_template(partial)
+                _mysql_clone(partial, template)
+            finally:
+                _mysql_drop(partial)
     elif not Path(template).exists():
         partial = template + ".partial"
         Path(partial).unlink(missing_ok=True)
@@ -187,6 +316,8 @@ def fresh_database() -> None:
         name = pg_name()
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}"')
         _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    elif database() == "mysql":
+        _mysql_clone(template, mysql_name())
     else:
         path = sqlite_path()
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -201,6 +332,7 @@ def use_own_databases() -> None:
     tag = f"{os.getpid()}"
     os.environ.setdefault("MAILLOG_BENCH_SQLITE", f"/tmp/maillog-bench-{tag}.sqlite3")
     os.environ.setdefault("MAILLOG_BENCH_PG_NAME", f"{PG_PREFIX}_{tag}")
+    os.environ.setdefault("MAILLOG_BENCH_MYSQL_NAME", f"{PG_PREFIX}_{tag}")
 
 
 def drop_own_databases() -> None:
@@ -211,12 +343,22 @@ def drop_own_databases() -> None:
     name = pg_name()
     if name in _pg_databases_or_none():
         _pg_admin(f'DROP DATABASE "{name}"')
+    name = mysql_name()
+    if name in _mysql_databases_or_none():
+        _mysql_drop(name)
 
 
 def _pg_databases_or_none() -> list[str]:
     try:
         return _pg_databases()
     except Exception:  # no PostgreSQL here (a SQLite-only run)
+        return []
+
+
+def _mysql_databases_or_none() -> list[str]:
+    try:
+        return _mysql_databases()
+    except Exception:  # no MariaDB here, or no MySQLdb (a run without --mysql)
         return []
 
 
@@ -230,12 +372,26 @@ def setup_django(fresh: bool = True) -> None:
     django.setup()
 
 
-def analyze() -> None:
-    """Give the planner statistics, as autovacuum (PostgreSQL) or a routine ANALYZE would."""
+def analyze(cursor: Any = None) -> None:
+    """Give the planner statistics, as autovacuum (PostgreSQL) or a routine ANALYZE would.
+
+    MariaDB has no bare ``ANALYZE``: ``ANALYZE TABLE`` of every table (InnoDB's
+    sampled persistent statistics; no histograms, as a routine ANALYZE makes none).
+    """
     from django.db import connection
 
-    with connection.cursor() as cursor:
+    if cursor is None:
+        with connection.cursor() as cursor:
+            analyze(cursor)
+        return
+    if connection.vendor != "mysql":
         cursor.execute("ANALYZE")
+        return
+    cursor.execute("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+    tables = [name for name, _kind in cursor.fetchall()]
+    if tables:
+        cursor.execute("ANALYZE TABLE " + ", ".join(f"`{t}`" for t in tables))
+        cursor.fetchall()
 
 
 def describe_database() -> str:
@@ -244,6 +400,9 @@ def describe_database() -> str:
     if connection.vendor == "postgresql":
         major, minor = divmod(connection.pg_version, 10000)
         return f"PostgreSQL {major}.{minor}"
+    if connection.vendor == "mysql":
+        name = "MariaDB" if connection.mysql_is_mariadb else "MySQL"
+        return f"{name} {'.'.join(map(str, connection.mysql_version))}"
     import sqlite3
 
     return f"SQLite {sqlite3.sqlite_version}"

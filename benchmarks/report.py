@@ -7,7 +7,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-DATABASE_LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+DATABASE_LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB"}
 
 
 def machine() -> dict[str, Any]:

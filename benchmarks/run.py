@@ -62,14 +62,17 @@ def run_module(module: str, db: str, quick: bool) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: < 2 minutes, for CI")
-    parser.add_argument("--pg", action="store_true", help="PostgreSQL too (maillog_bench)")
+    parser.add_argument("--pg", action="store_true", help="PostgreSQL too (maillog_bench*)")
+    parser.add_argument("--mysql", action="store_true", help="MariaDB too (maillog_bench*)")
     parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the figures")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=[m for m, _ in MODULES])
     args = parser.parse_args()
 
-    databases = ["sqlite", "postgres"] if args.pg else ["sqlite"]
+    databases = ["sqlite"] + ["postgres"] * args.pg + ["mysql"] * args.mysql
     modules = [(m, what) for m, what in MODULES if not args.only or m in args.only]
-    own = "MAILLOG_BENCH_SQLITE" not in os.environ and "MAILLOG_BENCH_PG_NAME" not in os.environ
+    own = not {"MAILLOG_BENCH_SQLITE", "MAILLOG_BENCH_PG_NAME", "MAILLOG_BENCH_MYSQL_NAME"} & set(
+        os.environ
+    )
     harness.use_own_databases()
     info = report.machine()
     figures: list[dict[str, Any]] = []

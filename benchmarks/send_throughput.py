@@ -4,7 +4,7 @@
 
 Queues 10,000 messages (300 with --quick) through the OutboxBackend without
 waking a worker, starts a real cluster (``python -m django qcluster``: ORM
-broker on SQLite, Redis with PostgreSQL), waits until its workers answer,
+broker on SQLite, Redis with PostgreSQL and MariaDB), waits until its workers answer,
 then hands each worker one outbox run and times until the outbox is empty.
 The connector is the sandbox ESP (``wagtail_maillog.sandbox.SandboxBackend``)
 with ``SANDBOX_EVENT_DELAY = None``: no network, no simulated events, so the
@@ -26,7 +26,7 @@ from .harness import ROOT, Figure, database, figure, log, main
 # The cluster and this process share these settings (benchmarks/settings.py).
 os.environ["MAILLOG_BENCH_OUTBOX"] = "1"
 os.environ.setdefault("MAILLOG_Q_NAME", f"maillog-bench-{uuid.uuid4().hex[:8]}")
-if database() == "postgres":
+if database() in ("postgres", "mysql"):
     os.environ["MAILLOG_Q_BROKER"] = "redis"
 
 MEASURE = "send throughput"

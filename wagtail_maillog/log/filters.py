@@ -43,11 +43,17 @@ def _distinct_by_index(field: str) -> list[Any]:
         if Message._meta.get_field(field).get_internal_type() == "CharField"
         else f"{col} IS NOT NULL"
     )
-    sql = (
-        f"WITH RECURSIVE v(x) AS (SELECT MIN({col}) FROM {table} WHERE {first} "
-        f"UNION ALL SELECT (SELECT MIN({col}) FROM {table} WHERE {col} > v.x) FROM v "
-        "WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
-    )
+    if connection.vendor == "mysql":
+        # MariaDB/MySQL do the loose index scan themselves ("Using index for
+        # group-by"), but run the recursive query with a scan per value: 0.1 ms
+        # against 600-900 ms at a million messages (docs/performance.md).
+        sql = f"SELECT DISTINCT {col} FROM {table} WHERE {first}"
+    else:
+        sql = (
+            f"WITH RECURSIVE v(x) AS (SELECT MIN({col}) FROM {table} WHERE {first} "
+            f"UNION ALL SELECT (SELECT MIN({col}) FROM {table} WHERE {col} > v.x) FROM v "
+            "WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql)
         return sorted(x for (x,) in cursor.fetchall())
