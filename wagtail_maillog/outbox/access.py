@@ -13,10 +13,13 @@ Permissions (assign them to Wagtail groups in Settings → Groups):
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet
+from django.db import connections, router
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
@@ -63,8 +66,13 @@ def _mail_of(*messages: QuerySet[Message]) -> Q:
     ``maillog_msg_creator``). One ``IN`` of the conditions OR-ed together read
     every message of the log (millions) on every admin page, since the menu
     badge counts the outbox; one ``IN`` per part made PostgreSQL test each
-    outbox row against every part.
+    outbox row against every part. MariaDB runs an ``IN`` over a ``UNION`` again for
+    every outbox row (27 ms for an editor's badge at a million messages): there,
+    an ``EXISTS`` per part looks the row's message up by its key instead (1 ms).
     """
+    if connections[router.db_for_read(OutboxItem)].vendor == "mysql":
+        parts = [Q(Exists(m.filter(pk=OuterRef("message_id")))) for m in messages]
+        return reduce(operator.or_, parts)
     first, *others = (m.values("pk") for m in messages)
     return Q(message__in=first.union(*others) if others else first)
 
