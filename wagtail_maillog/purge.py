@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -121,8 +121,34 @@ def _delete_messages(ids: list[int]) -> int:
     _delete(Recipient.objects.filter(message_id__in=ids))
     _delete(SendAttempt.objects.filter(message_id__in=ids))
     _delete(OutboxItem.objects.filter(message_id__in=ids))
-    Message.objects.filter(resent_from_id__in=ids).update(resent_from=None)
+    _unlink_resends(ids)
     return _delete(Message.objects.filter(pk__in=ids))
+
+
+def _unlink_resends(ids: list[int]) -> None:
+    """Newer resends of these messages lose their "Resend of" link.
+
+    MariaDB/MySQL estimate an ``IN`` of more than ``eq_range_index_dive_limit``
+    (200) values from the index's statistics, and on this mostly-NULL column
+    every value seems to match every row: they scanned the whole message table
+    for each batch (a purge quadratic in the log's size). With the limit off for
+    this one statement they look each value up in the index (100 ms -> 3 ms per
+    batch at 300,000 messages).
+    """
+    queryset = Message.objects.filter(resent_from_id__in=ids)
+    connection = connections[queryset.db]
+    if connection.vendor != "mysql":
+        queryset.update(resent_from=None)
+        return
+    quote = connection.ops.quote_name
+    table, column = quote(Message._meta.db_table), quote("resent_from_id")
+    sql = f"UPDATE {table} SET {column} = NULL WHERE {column} IN ({', '.join(['%s'] * len(ids))})"
+    if connection.mysql_is_mariadb:
+        sql = f"SET STATEMENT eq_range_index_dive_limit = 0 FOR {sql}"
+    else:  # MySQL 8: the same as an optimizer hint
+        sql = sql.replace("UPDATE", "UPDATE /*+ SET_VAR(eq_range_index_dive_limit = 0) */", 1)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
 
 
 def purge_expired() -> str:
