@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import uuid
 
 import pytest
 
 from tests.esp import ScriptedBackend
-from tests.test_outbox_workers import ROOT, child_env, python, wait_until
+from tests.test_outbox_workers import python, redis_cluster, wait_until
 from tests.testapp.models import Member
 from tests.utils import needs_shared_database
 from wagtail_maillog.addresses.health import set_status
@@ -52,18 +50,8 @@ def test_a_mailing_goes_out_through_a_django_q2_cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(sending, "_start_task", lambda pk: None)
     sending.send(mailing)
 
-    name = f"maillog-test-{uuid.uuid4().hex[:8]}"
-    env = {"MAILLOG_Q_BROKER": "redis", "MAILLOG_Q_NAME": name}
     marker = tmp_path / "esp-calls.txt"
-    cluster = subprocess.Popen(
-        [sys.executable, "-m", "django", "qcluster"],
-        env=child_env(MAILLOG_TEST_ESP_MARKER=str(marker), MAILLOG_TEST_ESP_DELAY="0.01", **env),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    cluster, env = redis_cluster(marker, delay="0.01")
     try:
         start = python(
             f"from django_q.tasks import async_task; async_task('{sending.TASK}', {mailing.pk})",
@@ -125,16 +113,7 @@ def test_a_batch_interrupted_by_a_sigkilled_cluster_is_held_not_sent_twice(
     # its first batch (the ESP waits 60 s before answering).
     pytest.importorskip("redis")
     marker = tmp_path / "esp-calls.txt"
-    env = {"MAILLOG_Q_BROKER": "redis", "MAILLOG_Q_NAME": f"maillog-test-{uuid.uuid4().hex[:8]}"}
-    cluster = subprocess.Popen(
-        [sys.executable, "-m", "django", "qcluster"],
-        env=child_env(MAILLOG_TEST_ESP_MARKER=str(marker), MAILLOG_TEST_ESP_DELAY="60", **env),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    cluster, env = redis_cluster(marker, delay="60")
     try:
         start = python(
             "from django_q.tasks import async_task; "

@@ -667,3 +667,36 @@ def test_a_mailing_none_of_whose_recipients_could_be_handed_over_is_failed(
     assert draft.state == MailingState.FAILED
     assert "No recipient could be handed over" in draft.error
     assert 'data-busy="false"' in progress and 'data-count-status="failed"' in progress
+
+
+def test_interrupted_batches_show_only_to_who_may_see_the_outbox():
+    """The mailing page's "Interrupted batches" (Send again / Drop lead to the outbox):
+    a mailings editor without the mail log's view permission sees none of them."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from wagtail_maillog.models import Message, OutboxItem, SendAttempt
+    from wagtail_maillog.outbox.payload import dump
+
+    mailing = Mailing.objects.create(
+        subject="News", body="<p>Hi</p>", audience="members", state=MailingState.QUEUED
+    )
+    message = Message.objects.create(
+        subject="News",
+        content_type=ContentType.objects.get_for_model(Mailing),
+        object_id=str(mailing.pk),
+    )
+    payload, mac = dump(mail.EmailMessage("News", "b", "s@example.com", ["a@example.com"]))
+    OutboxItem.objects.create(
+        message=message, connector="default", state="failed", payload=payload, payload_mac=mac
+    )
+    SendAttempt.objects.create(message=message, outcome="interrupted")
+    url = reverse("wagtail_maillog_mailings:overview", args=[mailing.pk])
+
+    editor = make_user("mailer", "view_mailing", "view_mailing_results")
+    page = client_for(editor).get(url)
+    assert page.status_code == 200 and "Results" in page.content.decode()
+    assert "data-held-item" not in page.content.decode()
+    viewer = make_user(
+        "viewer", "view_mailing", "view_mailing_results", "view_message", "view_all_mail"
+    )
+    assert "data-held-item" in client_for(viewer).get(url).content.decode()

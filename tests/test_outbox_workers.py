@@ -119,21 +119,28 @@ def with_no_wake(fn):
         worker.wake = original
 
 
-def test_a_django_q2_cluster_on_redis_drains_the_outbox(tmp_path):
-    pytest.importorskip("redis")
-    name = f"maillog-test-{uuid.uuid4().hex[:8]}"
-    env = {"MAILLOG_Q_BROKER": "redis", "MAILLOG_Q_NAME": name}
-    marker = tmp_path / "esp-calls.txt"
-    with_no_wake(lambda: queue(20, "Cluster"))
+def redis_cluster(marker: Path, delay: str) -> tuple[subprocess.Popen, dict[str, str]]:
+    """A real django-q2 cluster on Redis, in its own process group (its queue name
+    unique to the test), whose ESP writes each subject to ``marker`` and waits
+    ``delay`` seconds; and the environment that sends tasks to it."""
+    env = {"MAILLOG_Q_BROKER": "redis", "MAILLOG_Q_NAME": f"maillog-test-{uuid.uuid4().hex[:8]}"}
     cluster = subprocess.Popen(
         [sys.executable, "-m", "django", "qcluster"],
-        env=child_env(MAILLOG_TEST_ESP_MARKER=str(marker), MAILLOG_TEST_ESP_DELAY="0.01", **env),
+        env=child_env(MAILLOG_TEST_ESP_MARKER=str(marker), MAILLOG_TEST_ESP_DELAY=delay, **env),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+    return cluster, env
+
+
+def test_a_django_q2_cluster_on_redis_drains_the_outbox(tmp_path):
+    pytest.importorskip("redis")
+    marker = tmp_path / "esp-calls.txt"
+    with_no_wake(lambda: queue(20, "Cluster"))
+    cluster, env = redis_cluster(marker, delay="0.01")
     try:
         # Two wake-ups, as two web requests would send: two workers race.
         for _ in range(2):

@@ -38,23 +38,15 @@ def _served_tracking_views() -> list[tuple[str, Any, Exception | None]]:
     """
     import warnings
 
-    from anymail.signals import inbound
     from anymail.utils import get_anymail_setting
-    from django.urls import NoReverseMatch, reverse
 
-    from . import webhook_urls
-    from .webhooks import is_served, view_esp
+    from .webhook_urls import served_tracking
+    from .webhooks import view_esp
 
     found: dict[str, tuple[str, Any, Exception | None]] = {}
-    for pattern in webhook_urls.urlpatterns:
+    for pattern, _path in served_tracking():
         view_class = pattern.callback.view_class
         esp = view_esp(view_class)
-        if esp in found or view_class.signal is inbound or not is_served(view_class):
-            continue
-        try:
-            reverse(f"anymail:{pattern.name}")
-        except NoReverseMatch:
-            continue  # not mounted, or needs an argument (no tracking URL does)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # anymail's insecure-webhook warning: W001's

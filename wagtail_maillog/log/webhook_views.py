@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView
@@ -17,35 +17,23 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from .. import webhook_health
 from ..conf import get_setting
 from ..models import WebhookRejection
+from ..webhook_urls import served_tracking
 from .access import can_view_log
 from .views import LogAccessMixin
 
 
 def tracking_webhooks() -> list[tuple[str, str]]:
     """(ESP name, URL path) of each tracking webhook the site serves and mounts."""
-    from anymail.signals import inbound
-
-    from .. import webhook_urls
-    from ..webhooks import is_served
-
-    found: dict[str, str] = {}
-    for pattern in webhook_urls.urlpatterns:
-        view_class = pattern.callback.view_class
-        if view_class.signal is inbound or not is_served(view_class):
-            continue
-        try:
-            found.setdefault(view_class.esp_name, reverse(f"anymail:{pattern.name}"))
-        except NoReverseMatch:  # not mounted
-            continue
-    return sorted(found.items())
+    return sorted((p.callback.view_class.esp_name, path) for p, path in served_tracking())
 
 
 def warnings_for(esp_names: list[str]) -> list[dict[str, Any]]:
     """What the dashboard warns about: a silent webhook, refused requests."""
     found = []
+    refused_by_esp = webhook_health.refused_by_esp()
     for esp in esp_names:
         silence = webhook_health.silent(esp)
-        refused = sum(webhook_health.refused(esp).values())
+        refused = sum(refused_by_esp.get(esp, {}).values())
         if silence or refused:
             found.append({"esp": esp, "silence": silence, "refused": refused})
     return found
@@ -66,9 +54,10 @@ class WebhookHealthView(LogAccessMixin, WagtailAdminTemplateMixin, TemplateView)
         context = super().get_context_data(**kwargs)
         reasons = dict(WebhookRejection.Reason.choices)
         rows = []
+        refused_by_esp = webhook_health.refused_by_esp()
         for esp, path in tracking_webhooks():
             activity = webhook_health.activity(esp)
-            refused = webhook_health.refused(esp)
+            refused = refused_by_esp.get(esp, {})
             rows.append(
                 {
                     "esp": esp,

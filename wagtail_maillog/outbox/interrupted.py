@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from .. import status as rules
+from ..bulk import update_fields
 from ..events import attach_orphans
 from ..fetchers import fetcher_for
 from ..models import Message, OutboxItem, Recipient, SendAttempt
@@ -73,9 +74,9 @@ def record_accepted(item: OutboxItem, accepted: dict[str, str], now: datetime) -
                 continue
             recipient.esp_message_id, recipient.status = esp_id[:255], rules.Status.SENT
             recipient.status_at, recipient.reason = now, reason
-            recipient.save(update_fields=["esp_message_id", "status", "status_at", "reason"])
             touched.append(recipient)
-        if touched:
+        if touched:  # a batch has hundreds: one UPDATE, not one per recipient
+            update_fields(touched, ["esp_message_id", "status", "status_at", "reason"])
             attach_orphans(touched)
     return len(recipients)
 
