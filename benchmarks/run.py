@@ -36,6 +36,7 @@ MODULES: list[tuple[str, str]] = [
     ("outbox_badge", "(d) outbox menu badge count"),
     ("send_throughput", "(e) send throughput: django-q2 cluster, 2 workers"),
     ("purge_expired", "(f) purge: total time, longest transaction"),
+    ("deliverability", "(g) deliverability: rollup counting, page over a year"),
 ]
 DEFAULT_JSON = harness.ROOT / "benchmarks" / "results.json"
 

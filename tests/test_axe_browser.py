@@ -38,6 +38,7 @@ from tests.test_browser import (  # noqa: F401 (browser, offline_admin, page are
     page,
     shot,
 )
+from tests.test_deliverability_browser import make_counts
 from wagtail_maillog.models import (
     Address,
     Mailing,
@@ -150,6 +151,7 @@ def test_no_serious_axe_violation_in_light_or_dark(page, live_server, settings, 
     profile.theme = theme
     profile.save()
     item = make_outbox(settings)
+    make_counts()  # the deliverability page and its dashboard panel, with a crossed limit
     mailing = Mailing.objects.create(
         subject="Autumn newsletter", audience="members", created_by=admin
     )
@@ -174,6 +176,8 @@ def test_no_serious_axe_violation_in_light_or_dark(page, live_server, settings, 
         "mail-log-detail": f"/admin/maillog/{bounced.pk}/",
         "mail-log-resend": f"/admin/maillog/{bounced.pk}/resend/",
         "webhooks": "/admin/maillog/webhooks/",
+        "deliverability": "/admin/maillog/deliverability/",
+        "deliverability-error": "/admin/maillog/deliverability/?period=range&start=2026-02-01",
         "outbox": "/admin/maillog/outbox/",
         "outbox-detail": f"/admin/maillog/outbox/{item.pk}/",
         "connectors": "/admin/maillog/outbox/connectors/",

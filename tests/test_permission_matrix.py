@@ -79,6 +79,7 @@ NAMESPACES = (
     "wagtail_maillog_addresses",
     "wagtail_maillog_mailings",
     "wagtail_maillog_lists",
+    "wagtail_maillog_deliverability",
 )
 ROLES = ("anonymous", "editor", "member", "other", "moderator", "publisher", "superuser")
 LOGIN = "/admin/login/"
@@ -106,6 +107,7 @@ COMPOSE = MOD  # add / change / delete mailing and mailing list
 SEE_MAILINGS = {"moderator", "publisher", "superuser"}  # compose, send or results
 SEND = {"publisher", "superuser"}
 RESULTS = {"publisher", "superuser"}
+DELIVERABILITY = {"publisher", "superuser"}  # counts only: no mail, no address
 
 
 def own_team(target: str, action_roles: set[str]) -> dict[str, str]:
@@ -283,8 +285,17 @@ def list_cases() -> list[Case]:
     ]
 
 
+def deliverability_cases() -> list[Case]:
+    ns = "wagtail_maillog_deliverability"
+    return [
+        Case(f"{ns}:index", get=rule(DELIVERABILITY)),
+        Case(f"{ns}:csv", get=rule(DELIVERABILITY)),
+    ]
+
+
 MATRIX: list[Case] = [
     *mail_cases(),
+    *deliverability_cases(),
     *outbox_cases(),
     *address_cases(),
     *mailing_cases(),
@@ -377,7 +388,9 @@ def build_world(text: str = "") -> World:
             "change_mailinglist",
             "delete_mailinglist",
         ),
-        "publisher": make_user("publisher", "send_mailing", "view_mailing_results"),
+        "publisher": make_user(
+            "publisher", "send_mailing", "view_mailing_results", "view_deliverability"
+        ),
         "superuser": User.objects.create_superuser("admin", "admin@example.com", "pw"),
     }
     teammate = make_user("teammate", groups=(support,))

@@ -107,6 +107,13 @@ DEFAULTS: dict[str, Any] = {
     # Hours after which mail handed to an ESP with no event back at all means its
     # webhook does not reach the site (the dashboard warns). See docs/installation.md.
     "WEBHOOK_SILENCE_HOURS": 6,
+    # Deliverability: recipient domains counted on their own (mailbox providers,
+    # or your members' organisations); every other domain is counted as "other".
+    # Added to the built-in list (deliverability/figures.py: PROVIDER_DOMAINS).
+    "DELIVERABILITY_DOMAINS": [],
+    # Fewer recipients than this in a period say nothing about a rate: no
+    # threshold is marked as crossed (the rate is still shown).
+    "DELIVERABILITY_MIN_VOLUME": 100,
 }
 
 

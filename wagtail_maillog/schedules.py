@@ -14,6 +14,8 @@ RECONCILE_TASK = "wagtail_maillog.reconcile.reconcile"
 RECONCILE_NAME = "wagtail-maillog: reconcile lost webhooks"
 MAILING_TASK = "wagtail_maillog.mailings.sending.start_due"
 MAILING_NAME = "wagtail-maillog: start scheduled mailings"
+ROLLUP_TASK = "wagtail_maillog.deliverability.rollup.catch_up"
+ROLLUP_NAME = "wagtail-maillog: count deliverability figures"
 
 
 def ensure_schedules(**kwargs: Any) -> None:
@@ -25,6 +27,7 @@ def ensure_schedules(**kwargs: Any) -> None:
         (DEFERRED_TASK, DEFERRED_NAME, {"schedule_type": Schedule.HOURLY}),
         (OUTBOX_TASK, OUTBOX_NAME, every_minute),
         (MAILING_TASK, MAILING_NAME, every_minute),
+        (ROLLUP_TASK, ROLLUP_NAME, every_minute),
         (RECONCILE_TASK, RECONCILE_NAME, {"schedule_type": Schedule.HOURLY}),
         (PURGE_TASK, PURGE_NAME, {"schedule_type": Schedule.DAILY}),
     ]

@@ -13,3 +13,10 @@ status_changed = Signal()
 #: (connected in ``apps.ready``), so the event store needs no import of it.
 #: provides args: changes
 status_changing = Signal()
+
+#: A deliverability rate of the last 7 days crossed a threshold (a bounce or spam
+#: complaint rate the mailbox providers or ESPs enforce), or went up a level. Sent
+#: once per crossing by the rollup's scheduled task, after it committed.
+#: provides args: rate ("bounce", "complaint"), level ("warning", "critical"),
+#: value (the rate, a fraction), threshold (the limit crossed), days (7)
+threshold_crossed = Signal()

@@ -161,6 +161,10 @@ WAGTAIL_MAILLOG = {
     # 30 s after the first failure, attempt 3 60 s after the second, then failed.
     "RETRY_SCHEDULE": [30, 60, 120],
     "MAX_ATTEMPTS": 3,
+    # The members' domains, counted on their own on the deliverability page.
+    "DELIVERABILITY_DOMAINS": ["example.com", "example.org", "example.net"],
+    # A demo sends little: mark a rate as crossed from 20 recipients on.
+    "DELIVERABILITY_MIN_VOLUME": 20,
 }
 
 # django-q2 on the ORM broker: no Redis needed for the demo. It sends the outbox

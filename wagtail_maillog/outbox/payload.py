@@ -29,7 +29,11 @@ def _mac(data: bytes) -> str:
 
 def dump(message: Any) -> tuple[bytes, str]:
     clean = copy.copy(message)
-    clean.connection = None  # an open backend is neither needed nor picklable
+    # An open backend is neither needed nor picklable. Django 6.1 keeps it as
+    # ``_connection`` behind a deprecated ``connection`` property: set it without it.
+    for attr in ("connection", "_connection"):
+        if attr in clean.__dict__:
+            clean.__dict__[attr] = None
     for attr in ("anymail_status", "_maillog_attempt_pk"):
         clean.__dict__.pop(attr, None)
     label = clean.__dict__.get("maillog")

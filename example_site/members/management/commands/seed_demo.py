@@ -110,11 +110,64 @@ class Command(BaseCommand):
                 self.stdout.write(
                     "Delivery events follow through django-q2: keep `manage.py qcluster` running."
                 )
+        self.seed_history()
         self.stdout.write(self.style.SUCCESS(f"Wagtail admin login: {ADMIN[0]} / {ADMIN[1]}"))
         for username, password, *_ in EDITORS:
             self.stdout.write(f"Editor ({team.name}): {username} / {password}")
 
     # -- data ---------------------------------------------------------------
+
+    def seed_history(self) -> None:
+        """Six weeks of made-up deliverability figures before today, so the page has
+        a history to draw (today's figures are the demo's own mail, counted by the
+        scheduled task). A bad week of complaints three weeks ago crosses a threshold.
+        """
+        from wagtail_maillog.deliverability import rollup
+        from wagtail_maillog.models import DailyCount
+
+        today = timezone.localdate()
+        if not DailyCount.objects.filter(day__lt=today).exists():
+            rows = []
+            slices = [
+                ("newsletter", "newsletter", "gmail.com", 40),
+                ("newsletter", "newsletter", "outlook.com", 22),
+                ("newsletter", "newsletter", "example.com", 30),
+                ("newsletter", "newsletter", "", 18),
+                ("invoice", "transactional", "gmail.com", 9),
+                ("invoice", "transactional", "example.org", 7),
+                ("welcome", "transactional", "example.net", 4),
+                ("password_reset", "transactional", "gmail.com", 3),
+            ]
+            for back in range(1, 43):
+                day = today - datetime.timedelta(days=back)
+                weekday = day.weekday() < 5
+                for n, (source, connector, domain, base) in enumerate(slices):
+                    wobble = (back * 7 + n * 13) % 11
+                    sent = base * (3 if weekday else 1) + wobble
+                    bad_week = 20 <= back <= 24 and source == "newsletter"
+                    bounced = (wobble % 4 == 0) + (sent // 40)
+                    delivered = sent - bounced - (wobble % 3 == 0)
+                    opened = delivered * (35 + wobble) // 100
+                    rows.append(
+                        DailyCount(
+                            day=day,
+                            source=source,
+                            connector=connector,
+                            esp_name="Sandbox",
+                            domain=domain,
+                            sent=sent,
+                            delivered=delivered,
+                            deferred=wobble % 5 == 0,
+                            bounced=bounced,
+                            complained=(wobble % 6 == 0) if bad_week else back % 17 == n,
+                            unsubscribed=(wobble % 4 == 1) + bad_week,
+                            opened=opened,
+                            clicked=opened * (20 + wobble) // 100,
+                        )
+                    )
+            DailyCount.objects.bulk_create(rows)
+        for _ in range(2):  # what the scheduled task does within two minutes
+            rollup.catch_up()
 
     def address_health(self, members: list[Any], no_send: bool) -> None:
         """Every member's address gets a row; some are confirmed, some asked to confirm."""
