@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from . import status as rules
 from .conf import get_setting
-from .models import Event, Recipient, WebhookRejection
+from .models import Event, Message, Recipient, WebhookRejection
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,21 @@ def silent(esp_name: str, now: datetime | None = None) -> Silence | None:
     """The ESP's last mails (handed over before the silence limit) all lack an event."""
     now = now or timezone.now()
     limit = now - timedelta(hours=get_setting("WEBHOOK_SILENCE_HOURS"))
-    rows = list(
-        Recipient.objects.filter(
-            message__esp_name=esp_name,
+    # The ESP's newest messages first, from the (esp_name, created_at) index: walking
+    # the week's recipients and joining each to its message to find the ESP's read
+    # every recipient of other ESPs (seconds per ESP at a million rows on SQLite).
+    newest = (
+        Message.objects.filter(
+            esp_name=esp_name,
             created_at__lt=limit,
             created_at__gte=now - timedelta(days=KEEP_DAYS),
+        )
+        .order_by("-created_at")
+        .values_list("pk", flat=True)[:SAMPLE]
+    )
+    rows = list(
+        Recipient.objects.filter(
+            message_id__in=list(newest),  # a list: MariaDB takes no LIMIT in an IN subquery
             esp_message_id__gt="",  # the ESP took it: it has the ESP's id
         )
         .order_by("-created_at")
