@@ -37,6 +37,7 @@ MODULES: list[tuple[str, str]] = [
     ("send_throughput", "(e) send throughput: django-q2 cluster, 2 workers"),
     ("purge_expired", "(f) purge: total time, longest transaction"),
     ("deliverability", "(g) deliverability: rollup counting, page over a year"),
+    ("peers", "(h) side by side with post_office, django-mailer, anymail-history, anymail"),
 ]
 DEFAULT_JSON = harness.ROOT / "benchmarks" / "results.json"
 
