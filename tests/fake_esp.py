@@ -24,6 +24,11 @@ multipart; one call with ``recipient-variables`` is one batch),
 ``mailgun_page_size`` per page, with ``paging.next`` URLs).
 
 Every request is kept in ``requests`` (method, path, query, headers, body).
+
+``latency`` seconds pass before each answer (a slow ESP: ``max_in_flight`` then
+says how many requests it held at once); with ``keep_alive`` the fake keeps
+connections open as a real API does (``connections`` counts the TCP
+connections it accepted).
 """
 
 from __future__ import annotations
@@ -104,9 +109,16 @@ class FakeESP:
     #: Credentials the fake insists on (None: any non-empty one).
     postmark_token: str | None = None
     mailgun_api_key: str | None = None
+    #: Seconds every request waits before its answer (an ESP's latency).
+    latency: float = 0
+    #: Keep connections open between requests (HTTP/1.1 keep-alive), as real APIs do.
+    keep_alive: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._connections = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._requests: list[Request] = []
         self._sent: list[Sent] = []
         self._faults: list[Fault] = []
@@ -175,6 +187,31 @@ class FakeESP:
     def sent(self) -> list[Sent]:
         with self._lock:
             return list(self._sent)
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far."""
+        with self._lock:
+            return self._connections
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests the fake was answering at the same moment."""
+        with self._lock:
+            return self._max_in_flight
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _connected(self) -> None:
+        with self._lock:
+            self._connections += 1
 
     def requests_to(self, path_start: str, method: str | None = None) -> list[Request]:
         return [
@@ -326,6 +363,15 @@ class _Handler(BaseHTTPRequestHandler):
     def fake(self) -> FakeESP:
         return self.server.fake  # type: ignore[attr-defined]
 
+    def setup(self) -> None:
+        if self.fake.keep_alive:
+            self.timeout = 10  # an idle kept-alive connection ends after 10 s
+            # Headers and body go out as two writes: without TCP_NODELAY the second
+            # waits for the client's delayed ACK, milliseconds per request.
+            self.disable_nagle_algorithm = True
+        super().setup()
+        self.fake._connected()
+
     def do_GET(self) -> None:
         self._handle()
 
@@ -333,6 +379,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
+        self.fake._begin()
+        try:
+            if self.fake.latency:
+                time.sleep(self.fake.latency)
+            self._answer()
+        finally:
+            self.fake._end()
+
+    def _answer(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -360,14 +415,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")  # no idle keep-alive threads after stop()
+        if not self.fake.keep_alive:
+            self.send_header("Connection", "close")  # no idle keep-alive threads after stop()
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
         # The client may have given up (its timeout shorter than a fault's ``delay``).
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(data)
-        self.close_connection = True
+        self.close_connection = not self.fake.keep_alive
 
 
 # -- the two fake APIs -----------------------------------------------------

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from django.utils import timezone
 
 from tests.testapp.models import Member
 from wagtail_maillog.addresses.health import set_status
+from wagtail_maillog.deliverability import figures, rollup
 from wagtail_maillog.mailings import results, sending
 from wagtail_maillog.models import AddressStatus, Mailing
 from wagtail_maillog.outbox import worker
@@ -236,8 +238,18 @@ def test_mailgun_says_what_it_took_and_only_the_rest_is_sent_again(
         .order_by("pk")
         .values_list("outcome", flat=True)
     )
-    assert outcomes == ["interrupted", "sent"]
+    # The hand-over found in Mailgun's log is an attempt of its own, then the rest's.
+    assert outcomes == ["interrupted", "sent", "sent"]
+    found = SendAttempt.objects.filter(message_id=item.message_id, outcome="sent").first()
+    assert set(found.response) == set(members[:2]) and "event log" in found.error
     assert sending.recipients_of(mailing).filter(status=Status.UNKNOWN).count() == 0
+    # So the deliverability figures count every member the ESP took as sent, once.
+    rollup.catch_up()
+    rollup.catch_up()
+    today = timezone.localdate()
+    taken = Recipient.objects.filter(message__connector="mg").exclude(esp_message_id="")
+    assert taken.filter(message_id=item.message_id).count() == 3
+    assert figures.totals(figures.Period(today, today)).sent == taken.count()
 
 
 def test_when_mailgun_took_the_whole_batch_nothing_is_sent_again(

@@ -1,5 +1,5 @@
 """Real workers against a real database: racing processes, a django-q2 cluster on
-Redis, and a worker killed mid-send.
+Redis, a worker killed mid-send, and two clusters sharing a backlog.
 
 These need a database that several processes share, so they run in the
 PostgreSQL pass of scripts/test (the in-memory SQLite of the SQLite pass is
@@ -203,3 +203,88 @@ def test_a_worker_killed_mid_send_is_recovered_without_silent_double_send(tmp_pa
     assert Recipient.objects.get().status == Status.SENT
     assert ScriptedBackend.calls == ["Killed 0"]  # the ESP saw it twice; both are on record
     assert marker.read_text().splitlines() == ["Killed 0"]
+
+
+# ---- a backlog: every worker of every cluster joins in -----------------------------------
+
+
+def start_cluster(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A django-q2 cluster in its own process group, its log (and django-q2's own INFO
+    lines: "Q Cluster ... running.") in ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "django", "qcluster"],
+            env=child_env(**env),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_cluster(cluster: subprocess.Popen) -> None:
+    """SIGTERM: django-q2 lets its workers finish and stores their results first."""
+    if cluster.poll() is not None:
+        return
+    os.killpg(cluster.pid, signal.SIGTERM)
+    try:
+        cluster.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(cluster.pid, signal.SIGKILL)
+        cluster.wait(timeout=10)
+
+
+def most_at_once(spans: list[tuple[object, object]]) -> int:
+    """The most of these (start, stop) spans that were open at the same moment."""
+    edges = sorted([(start, 1) for start, _stop in spans] + [(stop, -1) for _start, stop in spans])
+    most = now = 0
+    for _at, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_a_backlog_keeps_the_workers_of_two_clusters_busy(tmp_path):
+    """Issue 20: 60 mails, one wake-up, an ESP that takes 0.3 s a call, and two clusters
+    of two workers sharing one Redis queue. A run that claims a full batch asks for one
+    more run, so the runs spread to the idle workers of both clusters instead of one
+    worker draining the backlog alone; each mail still leaves exactly once."""
+    pytest.importorskip("redis")
+    from django_q.models import Schedule, Task
+
+    Schedule.objects.all().delete()  # only the runs this test starts
+    marker = tmp_path / "esp-calls.txt"
+    with_no_wake(lambda: queue(60, "Backlog"))
+    env = {
+        "MAILLOG_Q_BROKER": "redis",
+        "MAILLOG_Q_NAME": f"maillog-test-{uuid.uuid4().hex[:8]}",
+        "MAILLOG_TEST_ESP_MARKER": str(marker),
+        "MAILLOG_TEST_ESP_DELAY": "0.3",
+    }
+    logs = [tmp_path / "cluster-a.log", tmp_path / "cluster-b.log"]
+    clusters = [start_cluster(env, log) for log in logs]
+    try:
+        assert wait_until(
+            lambda: all(log.exists() and "running." in log.read_text() for log in logs),
+            timeout=90,
+        ), [log.read_text()[-2000:] for log in logs if log.exists()]
+        wake_once = python(
+            "from django_q.tasks import async_task; "
+            "async_task('wagtail_maillog.outbox.worker.process_outbox')",
+            **env,
+        )
+        assert wake_once.wait(timeout=60) == 0, wake_once.stdout.read()
+        drained = wait_until(lambda: not OutboxItem.objects.exists(), timeout=120)
+    finally:
+        for cluster in clusters:
+            stop_cluster(cluster)
+    assert drained, [log.read_text()[-3000:] for log in logs]
+    calls = marker.read_text().splitlines()
+    assert sorted(calls) == sorted(f"Backlog {i}" for i in range(60))  # each exactly once
+    assert SendAttempt.objects.filter(outcome="sent").count() == 60
+
+    runs = Task.objects.filter(func=worker.TASK, success=True)
+    sending = [(t.started, t.stopped) for t in runs if not t.result.startswith("sent 0,")]
+    assert sum(int(t.result.split()[1].rstrip(",")) for t in runs) == 60
+    # More runs sent mail at one moment than one cluster has workers: both clusters took part.
+    assert most_at_once(sending) >= 3, [(t.started, t.stopped, t.result) for t in runs]

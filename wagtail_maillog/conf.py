@@ -114,6 +114,10 @@ DEFAULTS: dict[str, Any] = {
     # Fewer recipients than this in a period say nothing about a rate: no
     # threshold is marked as crossed (the rate is still shown).
     "DELIVERABILITY_MIN_VOLUME": 100,
+    # ESP calls one outbox worker run makes at once, once the ESP is slow (20 ms a
+    # call or more), each thread with its own open connection per connector: a slow
+    # ESP does not leave the worker idle. 1: every call in the worker's own thread.
+    "SEND_THREADS": 8,
 }
 
 

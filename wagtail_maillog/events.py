@@ -5,6 +5,10 @@ request. :func:`collecting` buffers those events and :func:`ingest` writes a
 whole batch at once: one query for known events, one for the recipients, one
 insert, one update — whatever the batch size.
 
+A request of one event (Postmark, Mailgun, SES, Brevo and Resend post one event
+per request) takes its own path, :func:`_ingest_one`: at most three statements,
+the address's ``last_event_at`` included (see docs/performance.md).
+
 Matching is on (ESP message id, address), never on the id alone: Postmark and
 SparkPost use one id for every recipient of a message.
 """
@@ -31,9 +35,11 @@ from django.utils import timezone
 
 from . import status as rules
 from . import storable
-from .bulk import JSONText, filter_in, insert_rows, update_fields
+from .addresses import normalize
+from .bulk import JSONText, converter, filter_in, insert_rows, update_fields
 from .conf import get_setting
-from .models import Event, Recipient
+from .models import Address, Event, Recipient
+from .models.addresses import PROBLEM_FOR_STATUS
 from .redaction import redact
 from .signals import status_changed, status_changing
 
@@ -343,7 +349,8 @@ def apply_events(
     """Attach each event to its recipient(s) and move their statuses.
 
     Sets ``row.recipient`` (left empty for orphans) and changes ``recipients``
-    in memory; returns the changed ones and the changes, for the caller to save.
+    in memory; returns the changed ones (not those an event left as they were:
+    a late "delivered") and the changes, for the caller to save.
     """
     by_address: dict[tuple[str, str], list[Any]] = defaultdict(list)
     by_id: dict[str, list[Any]] = defaultdict(list)
@@ -352,6 +359,7 @@ def apply_events(
         by_id[r.esp_message_id].append(r)
 
     before = {r.pk: r.status for r in recipients}
+    saved: dict[int, tuple[Any, ...]] = {}
     touched: dict[int, Any] = {}
     last_event: dict[int, Any] = {}
     for row in rows:
@@ -362,7 +370,9 @@ def apply_events(
         new_status = rules.status_for_event(row.event_type, row.reject_reason or None)
         at = row.timestamp or timezone.now()
         for r in targets:
-            touched[r.pk] = r
+            if r.pk not in touched:
+                touched[r.pk] = r
+                saved[r.pk] = (r.status, r.status_at, r.opened_at, r.reason)
             if new_status in rules.ENGAGED and (r.opened_at is None or at < r.opened_at):
                 r.opened_at = at
             if new_status is None:
@@ -387,15 +397,21 @@ def apply_events(
         for r in touched.values()
         if r.status != before[r.pk]
     ]
-    return list(touched.values()), changes
+    changed = [
+        r for r in touched.values() if (r.status, r.status_at, r.opened_at, r.reason) != saved[r.pk]
+    ]
+    return changed, changes
 
 
 def _save_recipients(recipients: list[Any]) -> None:
     update_fields(recipients, ["status", "status_at", "opened_at", "reason"], model=Recipient)
 
 
-def announce(changes: list[StatusChange]) -> None:
+def announce(changes: list[StatusChange], last_event_stored: bool = False) -> None:
     """Address health now, in the caller's transaction; ``status_changed`` after commit.
+
+    ``last_event_stored``: the caller already set ``Address.last_event_at`` of the
+    changes' addresses (the one-event path folds it into its own statements).
 
     Address health (a bounce marks the address) is part of storing the events:
     if it fails, nothing is stored and the webhook answers 503, so the ESP's
@@ -407,7 +423,8 @@ def announce(changes: list[StatusChange]) -> None:
     """
     if not changes:
         return
-    status_changing.send(sender=Event, changes=changes)  # address health (apps.ready)
+    # Address health (apps.ready).
+    status_changing.send(sender=Event, changes=changes, last_event_stored=last_event_stored)
     transaction.on_commit(partial(_notify, changes))
 
 
@@ -435,6 +452,9 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
         return result
 
     with transaction.atomic():
+        if len(prepared) == 1:
+            _ingest_one(next(iter(prepared.values())), result)
+            return result
         known = _known_keys(list(prepared))
         rows = [row for key, row in prepared.items() if key not in known]
         result.duplicates += len(known)
@@ -451,6 +471,357 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
         result.orphans = sum(1 for r in rows if r.recipient is None)
         announce(result.changes)
     return result
+
+
+# ---- one event ---------------------------------------------------------------
+#
+# ESPs that post one event per request make the statements, not the rows, what a
+# request costs. The batch path above takes 5 to 7 for one event; this one at most
+# three (plus BEGIN and COMMIT), each database its own way:
+#
+# SQLite (one writer at a time): the INSERT comes first, picks the event's recipient
+#   itself and returns the state of the recipients it concerns; a repeated event
+#   inserts nothing and costs that one statement. Then the recipients' UPDATE and
+#   the address's ``last_event_at``.
+# PostgreSQL: one SELECT says whether the event is stored already and, if not,
+#   reads and locks (``FOR NO KEY UPDATE``) the recipients; then one statement
+#   writes the event, the recipients and the address (data-modifying CTEs), each
+#   write only if the INSERT stored the event. An event whose ESP id no recipient
+#   has takes the advisory lock of the id (see :func:`lock_esp_ids`) before it is
+#   stored, and its INSERT looks for the recipient again after the lock. (Where
+#   recipients have the id but none the event's address, the hand-over that stored
+#   the id has committed: the event is an orphan, stored without the lock.)
+# MariaDB/MySQL: the same SELECT, locking in any case (InnoDB's row locks cost no
+#   write); ``INSERT IGNORE`` (the affected rows tell whether the event was new);
+#   one UPDATE of the recipients joined to the address.
+#
+# The rules are the batch's: :func:`apply_events` moves the statuses in Python. A
+# change that gives the address a problem status (a bounce) is written by address
+# health (``status_changing``), with the address's ``last_event_at``: 2-3 statements
+# more.
+
+
+def _ingest_one(row: EventRow, result: IngestResult) -> None:
+    """Store one event (inside the caller's transaction), in at most three statements
+    when its status change needs no change of an address's status."""
+    changes = _insert_first(row) if _returns_from_insert() else _read_first(row)
+    if changes is None:
+        result.duplicates += 1
+        return
+    result.stored, result.orphans, result.changes = 1, int(row.recipient is None), changes
+
+
+def _returns_from_insert() -> bool:
+    """SQLite 3.35+ with JSON1 (what Django's JSONField needs anyway)."""
+    features = connection.features
+    return (
+        connection.vendor == "sqlite"
+        and features.can_return_columns_from_insert
+        and features.supports_json_field
+    )
+
+
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _event_fields() -> list[Any]:
+    return [Event._meta.get_field(name) for name in (*EventRow.COLUMNS, "received_at")]
+
+
+_CONVERTERS: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def _convert(fields: Sequence[Any], values: Sequence[Any]) -> list[Any]:
+    """``values`` prepared for their ``fields`` as a save would (:func:`.bulk.converter`),
+    with the converters built once per database and fields, not per request."""
+    key = (connection.alias, connection.vendor, *fields)
+    converters = _CONVERTERS.get(key)
+    if converters is None:
+        converters = _CONVERTERS[key] = [converter(f, connection) for f in fields]
+    return [convert(v) for convert, v in zip(converters, values, strict=True)]
+
+
+def _cast(field: Any) -> str:
+    """A placeholder typed as ``field``'s column on PostgreSQL (a value of a CTE or a
+    VALUES list has no column to take its type from), plain elsewhere."""
+    if connection.vendor != "postgresql":
+        return "%s"
+    base = field.target_field if field.is_relation else field
+    return f"%s::{base.db_type(connection).split('(')[0]}"
+
+
+def _event_insert(row: EventRow, match: bool) -> tuple[str, list[Any]]:
+    """The INSERT of ``row`` (without its conflict clause) and its parameters; it
+    inserts nothing when the event is stored already.
+
+    ``match``: the statement finds the recipient itself, as :func:`apply_events`
+    would: the lowest pk with the event's ESP id and address; for an event without
+    an address, the message's only recipient.
+    """
+    fields = _event_fields()
+    values = (*row.values(), timezone.now())
+    params = _convert(fields, values)
+    placeholders = [_cast(f) for f in fields]
+    if match and row.esp_message_id:
+        recipient = Recipient._meta.db_table
+        index = EventRow.COLUMNS.index("recipient")
+        if row.address:
+            placeholders[index] = (
+                f"(SELECT MIN(id) FROM {_quote(recipient)} "
+                "WHERE esp_message_id = %s AND address = %s)"
+            )
+            params[index : index + 1] = [row.esp_message_id, row.address]
+        else:
+            placeholders[index] = (
+                f"COALESCE((SELECT MIN(id) FROM {_quote(recipient)} "
+                "WHERE esp_message_id = %s AND address = ''), "
+                "(SELECT CASE WHEN COUNT(*) = 1 THEN MIN(id) END "
+                f"FROM {_quote(recipient)} WHERE esp_message_id = %s))"
+            )
+            params[index : index + 1] = [row.esp_message_id, row.esp_message_id]
+    table = _quote(Event._meta.db_table)
+    into = f"{table} ({', '.join(_quote(f.column) for f in fields)})"
+    if connection.vendor == "mysql":
+        return f"INSERT IGNORE INTO {into} VALUES ({', '.join(placeholders)})", params
+    # Not even tried when stored already: on SQLite a refused INSERT still writes
+    # (AUTOINCREMENT's counter), which made a repeated event a write transaction.
+    return (
+        f"INSERT INTO {into} SELECT {', '.join(placeholders)} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE dedupe_key = %s)",
+        [*params, row.dedupe_key],
+    )
+
+
+def _insert_first(row: EventRow) -> list[StatusChange] | None:
+    """SQLite: INSERT the event, returning its recipient and the recipients it concerns;
+    then move them (the write lock is held from the INSERT on: nobody else writes).
+    The status changes; None: the event was stored already."""
+    sql, params = _event_insert(row, match=True)
+    returning = f"{_quote(Event._meta.db_table)}.{_quote('recipient_id')}"
+    if row.esp_message_id:
+        recipient = _quote(Recipient._meta.db_table)
+        targets = (
+            "(SELECT json_group_array(json_array(r.id, r.address, r.status, r.status_at, "
+            f"r.opened_at, r.reason)) FROM {recipient} AS r WHERE r.esp_message_id = %s "
+            f"AND (r.address = %s OR r.id = {returning}))"
+        )
+        params += [row.esp_message_id, row.address]
+    else:
+        targets = "NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING {returning}, {targets}", params)
+        found = cursor.fetchone()
+    if found is None:
+        return None  # stored already: one statement
+    recipients = sorted(
+        (
+            _state((pk, row.esp_message_id, address, status, at, opened, reason))
+            for pk, address, status, at, opened, reason in json.loads(found[1] or "[]")
+        ),
+        key=lambda r: r.pk,
+    )
+    changed, changes = apply_events([row], recipients)  # the INSERT's recipient is row.recipient
+    _save_recipients(changed)
+    addresses = _touched_addresses(changes)
+    if addresses:
+        Address.objects.filter(address__in=addresses).update(last_event_at=timezone.now())
+    announce(changes, last_event_stored=True)
+    return changes
+
+
+def _touched_addresses(changes: list[StatusChange]) -> list[str]:
+    """The addresses whose ``last_event_at`` the one-event path moves itself: those of
+    its status changes, but for a change that marks the address (a bounce), which
+    address health writes with the address's new status."""
+    return sorted({normalize(c.address) for c in changes if c.new not in PROBLEM_FOR_STATUS})
+
+
+def _read_first(row: EventRow) -> list[StatusChange] | None:
+    """PostgreSQL, MariaDB/MySQL (and SQLite before 3.35): read and lock the recipients,
+    with whether the event is stored already; then write. As :func:`_insert_first`."""
+    recipients, stored = _locked_recipients(row)
+    if stored:
+        return None  # stored already: one statement
+    changed, changes = apply_events([row], recipients)
+    if row.recipient is None and not recipients and row.esp_message_id:
+        return _store_unmatched(row)
+    now = timezone.now()
+    addresses = _touched_addresses(changes)
+    if connection.vendor == "postgresql":
+        inserted = _write_postgresql(row, changed, addresses, now)
+    else:
+        inserted = _execute_insert(row)
+        if inserted and changed:
+            if connection.vendor == "mysql":
+                _update_mysql(changed, addresses, now)
+            else:
+                _save_recipients(changed)
+                if addresses:
+                    Address.objects.filter(address__in=addresses).update(last_event_at=now)
+    if not inserted:
+        return None
+    announce(changes, last_event_stored=True)
+    return changes
+
+
+def _locked_recipients(row: EventRow) -> tuple[list[RecipientState], bool]:
+    """The recipients with the event's ESP id, locked (PostgreSQL, MariaDB/MySQL), and
+    whether the event is stored already (on PostgreSQL always known; elsewhere only
+    when there is a recipient). Plain SQL: the queryset cost more to build than the
+    query took, a repeated event's whole request."""
+    if not row.esp_message_id:
+        return [], False
+    recipient, event = _quote(Recipient._meta.db_table), _quote(Event._meta.db_table)
+    columns = ", ".join(f"r.{_quote(name)}" for name in _STATE_COLUMNS)
+    stored = f"EXISTS (SELECT 1 FROM {event} WHERE dedupe_key = %s)"
+    if connection.vendor == "postgresql":
+        # Locked only when the event is new: a row lock is written into the row, so
+        # locking for an event stored already made its request a writing transaction
+        # (a WAL flush at commit). InnoDB keeps its row locks in memory.
+        sql = (
+            f"WITH locked AS (SELECT {columns} FROM {recipient} AS r "
+            f"WHERE r.esp_message_id = %s AND NOT {stored} ORDER BY r.id FOR NO KEY UPDATE) "
+            f"SELECT locked.*, {stored} FROM (SELECT 1) AS one LEFT JOIN locked ON TRUE "
+            "ORDER BY locked.id"
+        )
+        params = [row.esp_message_id, row.dedupe_key, row.dedupe_key]
+    else:
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        sql = (
+            f"SELECT {columns}, {stored} FROM {recipient} AS r "
+            f"WHERE r.esp_message_id = %s ORDER BY r.id{lock}"
+        )
+        params = [row.dedupe_key, row.esp_message_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    recipients = [_state(values[:-1]) for values in found if values[0] is not None]
+    return recipients, bool(found and found[0][-1])
+
+
+#: The columns of :class:`RecipientState`'s fields.
+_STATE_COLUMNS = ("id", "esp_message_id", "address", "status", "status_at", "opened_at", "reason")
+
+
+def _state(values: Sequence[Any]) -> RecipientState:
+    """A :class:`RecipientState` from the values of :data:`_STATE_COLUMNS`, as read by
+    plain SQL: times as Django reads them (aware; SQLite gives text, MySQL naive)."""
+    pk, esp_id, address, status, at, opened, reason = values
+    return RecipientState(pk, esp_id, address, status, _aware(at), _aware(opened), reason)
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    return connection.ops.convert_datetimefield_value(value, None, connection)
+
+
+def _execute_insert(row: EventRow, match: bool = False) -> bool:
+    """INSERT the event unless stored already; whether it was inserted."""
+    sql, params = _event_insert(row, match)
+    if connection.vendor != "mysql":
+        sql += " ON CONFLICT DO NOTHING"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+def _store_unmatched(row: EventRow) -> list[StatusChange] | None:
+    """An event whose ESP id no recipient has (yet): stored as an orphan.
+
+    PostgreSQL: its mail may be being handed over right now. The advisory lock of
+    the ESP id waits for that hand-over's transaction (which takes it before it
+    stores the id and adopts orphans), and the INSERT, a statement after the lock,
+    looks for the recipient again: either it finds it, or the adoption finds the
+    event. The SELECT before held no recipient's lock, so this takes the locks in
+    the order the hand-over and the batch path take them (advisory lock first).
+    """
+    if connection.vendor != "postgresql":
+        return [] if _execute_insert(row) else None
+    lock_esp_ids([row.esp_message_id])
+    sql, params = _event_insert(row, match=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING {_quote('recipient_id')}", params)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    if found[0] is None:
+        return []
+    # The hand-over committed between the SELECT and the lock: move the status now.
+    changed, changes = apply_events([row], _recipients_for([row.esp_message_id]))
+    _save_recipients(changed)
+    announce(changes)
+    return changes
+
+
+#: What the one-event path writes of each recipient it moved, its key first.
+_MOVED = ("id", "status", "status_at", "opened_at", "reason")
+
+
+def _moved(changed: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The fields of :data:`_MOVED`, and the values of the changed recipients, row after row."""
+    fields = [Recipient._meta.get_field(name) for name in _MOVED]
+    params = [
+        value
+        for r in changed
+        for value in _convert(fields, (r.pk, r.status, r.status_at, r.opened_at, r.reason))
+    ]
+    return fields, params
+
+
+def _write_postgresql(
+    row: EventRow, changed: list[Any], addresses: list[str], now: datetime
+) -> bool:
+    """One statement: the event's INSERT, and only if it inserted, the recipients' and
+    the addresses' UPDATEs (data-modifying CTEs). Whether the event was inserted."""
+    sql, params = _event_insert(row, match=False)
+    parts = [f"ins AS ({sql} ON CONFLICT DO NOTHING RETURNING 1)"]
+    if changed:
+        fields, values = _moved(changed)
+        one = f"({', '.join(_cast(f) for f in fields)})"
+        columns = [_quote(name) for name in _MOVED]
+        assignments = ", ".join(f"{c} = v.{c}" for c in columns[1:])
+        parts.append(
+            f"rcp AS (UPDATE {_quote(Recipient._meta.db_table)} AS r SET {assignments} "
+            f"FROM (VALUES {', '.join([one] * len(changed))}) AS v({', '.join(columns)}) "
+            "WHERE r.id = v.id AND EXISTS (SELECT FROM ins))"
+        )
+        params += values
+    if addresses:
+        parts.append(
+            f"adr AS (UPDATE {_quote(Address._meta.db_table)} SET last_event_at = %s "
+            "WHERE address = ANY(%s) AND EXISTS (SELECT FROM ins))"
+        )
+        params += [now, addresses]
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT COUNT(*) FROM ins", params)
+        return cursor.fetchone()[0] == 1
+
+
+def _update_mysql(changed: list[Any], addresses: list[str], now: datetime) -> None:
+    """MariaDB/MySQL: one UPDATE of the recipients joined to their new values and, when
+    a status changed, to the address (a multi-table UPDATE; an address without a row
+    is left alone)."""
+    fields, values = _moved(changed)
+    width = len(fields)
+    columns = [_quote(name) for name in _MOVED]
+    first = "SELECT " + ", ".join(f"%s AS {c}" for c in [*columns, "touch"])
+    other = " UNION ALL SELECT " + ", ".join(["%s"] * (width + 1))
+    params: list[Any] = []
+    for n, r in enumerate(changed):
+        touch = normalize(r.address)
+        params += [*values[n * width : (n + 1) * width], touch if touch in addresses else None]
+    params += _convert([Address._meta.get_field("last_event_at")], [now])
+    recipient, address = _quote(Recipient._meta.db_table), _quote(Address._meta.db_table)
+    assignments = ", ".join(f"{recipient}.{c} = v.{c}" for c in columns[1:])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {recipient} JOIN ({first}{other * (len(changed) - 1)}) AS v "
+            f"ON {recipient}.id = v.id LEFT JOIN {address} ON {address}.address = v.touch "
+            f"SET {assignments}, {address}.last_event_at = %s",
+            params,
+        )
 
 
 def attach_orphans(recipients: list[Recipient]) -> list[StatusChange]:

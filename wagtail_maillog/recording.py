@@ -3,6 +3,10 @@
 ``pre_send`` records the message and its recipients (status "sending") before
 the ESP is called, and marks the ``EmailMessage`` with the id of its row so
 ``post_send`` (and a later retry of the same object) finds it again.
+
+The outbox worker does both for a whole batch at once (it recorded the mail
+when it was queued, and stores the answers with :func:`store_answers`): for
+its hand-overs these receivers do nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.mime.base import MIMEBase
@@ -26,7 +30,7 @@ from django.utils.translation import gettext as _
 from . import status as rules
 from . import storable
 from .addresses.suppression import apply as suppress
-from .bulk import insert_rows, update_fields
+from .bulk import filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .context import (
     ATTEMPT_ATTRIBUTE,
@@ -227,24 +231,23 @@ def record_message(
 def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None:
     """Record the message before it leaves, then hold back suppressed addresses.
 
-    An ``EmailMessage`` whose earlier send never reached the ESP (an exception,
-    or a retry from the outbox) keeps its row; one that was sent before gets a
-    new row, so the first send keeps its ESP ids and events.
+    An ``EmailMessage`` whose earlier send never reached the ESP (an exception)
+    keeps its row; one that was sent before gets a new row, so the first send
+    keeps its ESP ids and events.
     """
-
+    if getattr(message, ATTEMPT_ATTRIBUTE, None) is not None:
+        # The outbox worker's hand-over: it recorded the message, set its recipients
+        # "sending" and held back suppressed addresses for its whole batch at once
+        # (outbox/worker.py).
+        return
     pk = getattr(message, PK_ATTRIBUTE, None)
-    from_outbox = getattr(message, ATTEMPT_ATTRIBUTE, None) is not None  # the worker's hand-over
-    reuse = pk is not None and (
-        from_outbox
-        or (
-            Recipient.objects.filter(message_id=pk).exists()
-            and not Recipient.objects.filter(message_id=pk).exclude(esp_message_id="").exists()
-        )
+    reuse = (
+        pk is not None
+        and Recipient.objects.filter(message_id=pk).exists()
+        and not Recipient.objects.filter(message_id=pk).exclude(esp_message_id="").exists()
     )
     if reuse:
         Message.objects.filter(pk=pk).update(esp_name=esp_name[:64])
-        # Only the addresses going now: an interrupted batch's rest leaves out those
-        # the ESP took before (outbox/interrupted.py).
         going = [address for address, _name in _addresses(message.recipients())]
         Recipient.objects.filter(message_id=pk, address__in=going).exclude(
             status__in=[rules.Status.CANCELLED, rules.Status.BLOCKED]
@@ -262,59 +265,110 @@ def _send_reason(result: Any, new_status: str) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The ESP's answer to one message (anymail's ``message.anymail_status``), to store."""
+
+    message_pk: int
+    #: address -> anymail's ``AnymailRecipientStatus`` (``status.recipients``)
+    recipients: dict[str, Any]
+    esp_name: str = ""
+    #: The outbox worker's attempt "in progress" (None: a direct send, a new attempt row).
+    attempt_pk: int | None = None
+    #: Kept on the attempt: the refusal of every recipient, or a note.
+    error: str = ""
+
+
 def on_post_send(sender: Any, message: Any, status: Any, esp_name: str, **kwargs: Any) -> None:
     """Store the ESP's per-recipient status and message id, then adopt orphans."""
     pk = getattr(message, PK_ATTRIBUTE, None)
     if pk is None:
         logger.warning("post_send for a message wagtail-maillog did not record: %r", message)
         return
-    now = timezone.now()
-    results = {addr.lower(): rs for addr, rs in (status.recipients or {}).items()}
-    changes: list[StatusChange] = []
+    if getattr(message, ATTEMPT_ATTRIBUTE, None) is not None:
+        return  # the outbox worker stores the answers of its batch together (outbox/worker.py)
     with transaction.atomic():
-        lock_esp_ids(str(rs.message_id)[:255] for rs in results.values() if rs.message_id)
-        recipients = list(
-            Recipient.objects.select_for_update(
-                no_key=connection.features.has_select_for_no_key_update
-            )
-            .filter(message_id=pk)
-            .order_by("pk")
-        )
-        for r in recipients:
-            result = results.get(r.address)
-            if result is None:
-                continue
-            r.esp_message_id = "" if result.message_id is None else str(result.message_id)[:255]
-            new = rules.status_for_send_result(result.status)
-            before = r.status
-            after = rules.transition(rules.Current(r.status, r.status_at), new, now)
-            r.status, r.status_at = after.status, after.at
-            r.reason = _send_reason(result, r.status) or r.reason
-            if r.status != before:
-                changes.append(StatusChange(r.pk, r.address, before, r.status, None, ""))
-        update_fields(recipients, ["esp_message_id", "status", "status_at", "reason"])
+        store_answers([Answer(pk, dict(status.recipients or {}), esp_name)])
+
+
+def store_answers(answers: list[Answer]) -> list[StatusChange]:
+    """Store the ESP's answers to these messages: each recipient's status and ESP
+    message id, each attempt "handed over" with the answer; then address health
+    (``announce``) and the adoption of events that came first (orphans).
+
+    The same statements for one message or a batch of them: the outbox worker
+    stores a whole batch with one call. Call it inside a transaction.
+    """
+    if not answers:
+        return []
+    now = timezone.now()
+    results = {
+        answer.message_pk: {addr.lower(): rs for addr, rs in answer.recipients.items()}
+        for answer in answers
+    }
+    changes: list[StatusChange] = []
+    lock_esp_ids(
+        str(rs.message_id)[:255]
+        for found in results.values()
+        for rs in found.values()
+        if rs.message_id
+    )
+    locked = Recipient.objects.select_for_update(
+        no_key=connection.features.has_select_for_no_key_update
+    ).order_by("pk")
+    recipients: list[Recipient] = []
+    for rows in filter_in(locked, "message_id", sorted(results)):
+        recipients.extend(rows)
+    answered = []
+    for r in recipients:
+        result = results[r.message_id].get(r.address)
+        if result is None:
+            continue
+        r.esp_message_id = "" if result.message_id is None else str(result.message_id)[:255]
+        new = rules.status_for_send_result(result.status)
+        before = r.status
+        after = rules.transition(rules.Current(r.status, r.status_at), new, now)
+        r.status, r.status_at = after.status, after.at
+        r.reason = _send_reason(result, r.status) or r.reason
+        if r.status != before:
+            changes.append(StatusChange(r.pk, r.address, before, r.status, None, ""))
+        answered.append(r)
+    update_fields(answered, ["esp_message_id", "status", "status_at", "reason"])
+    opened, new_rows = [], []
+    for answer in answers:
         response = {
             addr: {
                 "message_id": None if rs.message_id is None else str(rs.message_id),
                 "status": rs.status,
             }
-            for addr, rs in results.items()
+            for addr, rs in results[answer.message_pk].items()
         }
-        attempt_pk = getattr(message, ATTEMPT_ATTRIBUTE, None)
-        if attempt_pk is not None:  # the outbox worker opened this attempt
-            SendAttempt.objects.filter(pk=attempt_pk).update(
-                outcome=SendAttempt.Outcome.SENT, response=response
+        if answer.attempt_pk is not None:  # the outbox worker opened this attempt
+            opened.append(
+                SendAttempt(
+                    pk=answer.attempt_pk,
+                    outcome=SendAttempt.Outcome.SENT,
+                    response=response,
+                    error=answer.error,
+                )
             )
         else:
-            SendAttempt.objects.create(
-                message_id=pk,
-                at=now,
-                outcome=SendAttempt.Outcome.SENT,
-                connector=esp_name[:64],
-                response=response,
+            new_rows.append(
+                SendAttempt(
+                    message_id=answer.message_pk,
+                    at=now,
+                    outcome=SendAttempt.Outcome.SENT,
+                    connector=answer.esp_name[:64],
+                    response=response,
+                    error=answer.error,
+                )
             )
-        announce(changes)
-        attach_orphans(recipients)
+    update_fields(opened, ["outcome", "response", "error"])
+    if new_rows:
+        SendAttempt.objects.bulk_create(new_rows)
+    announce(changes)
+    attach_orphans(answered)
+    return changes
 
 
 # ---- a hand-over that failed before anymail's post_send ---------------------

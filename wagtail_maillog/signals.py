@@ -11,7 +11,8 @@ status_changed = Signal()
 #: ``status_changed``: a receiver that raises undoes the store (the webhook then
 #: answers 503 and the ESP sends the events again). Address health listens
 #: (connected in ``apps.ready``), so the event store needs no import of it.
-#: provides args: changes
+#: provides args: changes, last_event_stored (True when the one-event webhook path
+#: already wrote the addresses' ``last_event_at`` in its own statement)
 status_changing = Signal()
 
 #: A deliverability rate of the last 7 days crossed a threshold (a bounce or spam

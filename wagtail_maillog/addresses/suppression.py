@@ -27,14 +27,16 @@ from ..models.addresses import PROBLEMS
 from . import normalize
 
 
-def _exempt(message: Any, row: Message) -> bool:
+def exempt(message: Any, row: Message) -> bool:
+    """``message`` goes even to problem addresses (its label says so, or its source)."""
     own = label_for(message).suppress
     if own is not None:
         return not own
     return row.source in (get_setting("UNSUPPRESSED_SOURCES") or [])
 
 
-def _keep(values: Any, blocked: set[str]) -> list[Any]:
+def keep_deliverable(values: Any, blocked: set[str]) -> list[Any]:
+    """``values`` (a To, Cc or Bcc list) without the ``blocked`` addresses."""
     kept = []
     for value in values or []:
         try:
@@ -50,7 +52,7 @@ def _keep(values: Any, blocked: set[str]) -> list[Any]:
 def apply(message: Any, pk: int) -> None:
     """Drop problem addresses from ``message``; cancel the send if none remain."""
     row = Message.objects.only("pk", "source", "connector", "esp_name").get(pk=pk)
-    if _exempt(message, row):
+    if exempt(message, row):
         return
     recipients = list(Recipient.objects.filter(message_id=pk).only("pk", "address", "status"))
     problems = dict(
@@ -72,9 +74,9 @@ def apply(message: Any, pk: int) -> None:
             % {"status": AddressStatus(status).label},
         )
     blocked = set(problems)
-    message.to = _keep(message.to, blocked)
-    message.cc = _keep(message.cc, blocked)
-    message.bcc = _keep(message.bcc, blocked)
+    message.to = keep_deliverable(message.to, blocked)
+    message.cc = keep_deliverable(message.cc, blocked)
+    message.bcc = keep_deliverable(message.bcc, blocked)
     if not (message.to or message.cc or message.bcc):
         error = _("Every recipient has a problem status; nothing was sent.")
         attempt_pk = getattr(message, ATTEMPT_ATTRIBUTE, None)

@@ -11,6 +11,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from ..status import Status
+
 
 class AddressStatus(models.TextChoices):
     UNCONFIRMED = "unconfirmed", _("Unconfirmed")
@@ -33,6 +35,16 @@ PROBLEMS = frozenset(
         AddressStatus.INVALID,
     }
 )
+
+
+#: Recipient status (from an ESP event) -> the problem it means for the address.
+PROBLEM_FOR_STATUS = {
+    Status.BOUNCED: AddressStatus.BOUNCED,
+    Status.INVALID: AddressStatus.INVALID,
+    Status.COMPLAINED: AddressStatus.SPAM,
+    Status.UNSUBSCRIBED: AddressStatus.UNSUBSCRIBED,
+    Status.REJECTED: AddressStatus.BLOCKED,
+}
 
 
 class Address(models.Model):

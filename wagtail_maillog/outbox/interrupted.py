@@ -78,6 +78,18 @@ def record_accepted(item: OutboxItem, accepted: dict[str, str], now: datetime) -
         if touched:  # a batch has hundreds: one UPDATE, not one per recipient
             update_fields(touched, ["esp_message_id", "status", "status_at", "reason"])
             attach_orphans(touched)
+            # The hand-over the ESP's log revealed, as an attempt of its own: the
+            # message's history and the deliverability figures count these as sent.
+            SendAttempt.objects.create(
+                message_id=item.message_id,
+                at=now,
+                outcome=SendAttempt.Outcome.SENT,
+                connector=item.connector[:64],
+                error=reason,
+                response={
+                    r.address: {"message_id": r.esp_message_id, "status": "sent"} for r in touched
+                },
+            )
     return len(recipients)
 
 

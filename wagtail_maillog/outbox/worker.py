@@ -1,4 +1,4 @@
-"""The outbox worker: claim due mail, hand it to its connector, record the outcome.
+"""The outbox worker: claim due mail in batches, hand it to its connectors, record the outcomes.
 
 Exactly-once hand-over, as far as an ESP API allows:
 
@@ -9,6 +9,12 @@ Exactly-once hand-over, as far as an ESP API allows:
 * each attempt is written *before* the ESP is called ("in progress"), so a
   hand-over cut short shows up as "interrupted" (the ESP may have accepted
   it) and is never repeated silently.
+
+A claimed batch costs the same statements for one message as for fifty
+(:class:`Batch`): its attempts are written in one INSERT and its recipients
+set "sending" in one UPDATE before the first ESP call; the messages go through
+one open backend per connector (and sending thread, :mod:`.senders`); the
+outcomes are kept in memory and stored together at the end.
 """
 
 from __future__ import annotations
@@ -24,20 +30,26 @@ from anymail.backends.base import AnymailBaseBackend
 from anymail.exceptions import AnymailCancelSend, AnymailRecipientsRefused
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .. import status as rules
-from ..addresses.suppression import apply as suppress
+from ..addresses.suppression import exempt
+from ..addresses.suppression import keep_deliverable as keep
+from ..bulk import filter_in
 from ..conf import get_setting
 from ..context import ATTEMPT_ATTRIBUTE, PK_ATTRIBUTE
-from ..models import OutboxItem, Recipient, SendAttempt, SendState
+from ..models import Address, AddressStatus, Message, OutboxItem, Recipient, SendAttempt, SendState
+from ..models.addresses import PROBLEMS
 from ..models.outbox import CANCELLABLE_STATES, WAITING
-from ..recording import describe, on_post_send
+from ..recording import Answer, describe, store_answers
+from ..recording import _addresses as addresses_of
 from . import connectors, parking, retry
 from . import interrupted as interrupted_batch
 from .payload import load
+from .senders import Job, Senders
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +58,8 @@ TASK = "wagtail_maillog.outbox.worker.process_outbox"
 #: The worker's clock (tests replace it to step through a retry schedule).
 clock = timezone.now
 WAKE_KEY = "wagtail_maillog:outbox:wake"
+#: Seconds a run claims new batches, unless told (at most the django-q2 timeout less 10 s).
+TIME_BUDGET = 50.0
 
 
 @dataclass
@@ -62,6 +76,10 @@ class RunResult:
             f"sent {self.sent}, retrying {self.retrying}, failed {self.failed}, "
             f"blocked {self.blocked}, interrupted {self.interrupted}"
         )
+
+    def add(self, other: RunResult) -> None:
+        for name in ("sent", "failed", "retrying", "blocked", "interrupted"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 def wake() -> None:
@@ -119,19 +137,58 @@ def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
     )
 
 
-def _close_interrupted(item: OutboxItem) -> bool:
-    """Mark attempts left "in progress" by a lost worker; True if there were any."""
-    return bool(
-        SendAttempt.objects.filter(
-            message_id=item.message_id, outcome=SendAttempt.Outcome.STARTED
-        ).update(
-            outcome=SendAttempt.Outcome.INTERRUPTED,
-            error=_(
-                "The worker stopped during the hand-over; the ESP may have accepted the "
-                "message. It was sent again after the lease ran out."
-            ),
-        )
-    )
+# ---- helpers of a batch --------------------------------------------------------------
+
+#: Pauses before storing a batch's outcomes again, when storing them failed (tests shorten them).
+STORE_AGAIN_PAUSES: tuple[float, ...] = (0.0, 1.0, 3.0)
+#: Rows per UPDATE of :func:`_update_each` (its parameters grow with them).
+EACH_CHUNK = 100
+
+
+def _mine(owner: str, pks: list[int]) -> Any:
+    """These outbox rows, as long as ``owner`` still holds them."""
+    return OutboxItem.objects.filter(pk__in=pks, lease_owner=owner, state=SendState.SENDING)
+
+
+def _update_each(queryset: Any, key: str, rows: dict[Any, dict[str, Any]]) -> None:
+    """UPDATE each row (found by ``key``) with its own values, in one statement per
+    :data:`EACH_CHUNK` rows (``CASE key WHEN ... THEN ...``); a value every row shares
+    is written as it is."""
+    model, items = queryset.model, list(rows.items())
+    for start in range(0, len(items), EACH_CHUNK):
+        part = dict(items[start : start + EACH_CHUNK])
+        changes: dict[str, Any] = {}
+        for name in next(iter(part.values())):
+            output = model._meta.get_field(name)
+            values = [row[name] for row in part.values()]
+            if all(v == values[0] for v in values):
+                changes[name] = values[0]
+            else:
+                changes[name] = Case(
+                    *(
+                        When(**{key: k}, then=Value(row[name], output_field=output))
+                        for k, row in part.items()
+                    ),
+                    output_field=output,
+                )
+        queryset.filter(**{f"{key}__in": list(part)}).update(**changes)
+
+
+def _esp_name(connector: str) -> str:
+    """The ESP name anymail gives a connector's backend ("" for other backends)."""
+    try:
+        backend = import_string(connectors.configured()[connector]["BACKEND"])
+    except Exception:  # a connector gone from the settings: its hand-over fails and says so
+        return ""
+    if isinstance(backend, type) and issubclass(backend, AnymailBaseBackend):
+        return str(getattr(backend, "esp_name", "") or "")
+    return ""
+
+
+def _esp_answered(message: Any) -> bool:
+    """anymail parsed the ESP's answer (it does so before its post_send signal)."""
+    status = getattr(message, "anymail_status", None)
+    return bool(status is not None and status.recipients)
 
 
 def _is_batch(item: OutboxItem) -> bool:
@@ -154,8 +211,10 @@ def _hold(item: OutboxItem, owner: str) -> None:
         SendAttempt.objects.filter(
             message_id=item.message_id, outcome=SendAttempt.Outcome.INTERRUPTED
         ).update(error=text)
-        _set_recipients(item, rules.Status.UNKNOWN, text)
-        _still_mine(item, owner).update(
+        Recipient.objects.filter(message_id=item.message_id).exclude(
+            status__in=rules.FINAL - {rules.Status.FAILED}
+        ).update(status=rules.Status.UNKNOWN, status_at=clock(), reason=text)
+        _mine(owner, [item.pk]).update(
             state=SendState.FAILED,
             next_attempt_at=None,
             auto_retry=False,
@@ -167,221 +226,544 @@ def _hold(item: OutboxItem, owner: str) -> None:
     logger.warning("Message %s: an interrupted batch is held for a person", item.message_id)
 
 
-def _set_recipients(item: OutboxItem, status: str, reason: str = "") -> None:
-    Recipient.objects.filter(message_id=item.message_id).exclude(
-        status__in=rules.FINAL - {rules.Status.FAILED}
-    ).update(status=status, status_at=clock(), reason=reason)
+# ---- one batch -----------------------------------------------------------------------
 
 
-def _still_mine(item: OutboxItem, owner: str) -> Any:
-    return OutboxItem.objects.filter(pk=item.pk, lease_owner=owner, state=SendState.SENDING)
+@dataclass(eq=False)
+class _Mail:
+    """One claimed message on its way through a batch."""
+
+    item: OutboxItem
+    message: Any = None
+    attempt_pk: int | None = None
+    #: Recipients the ESP had taken before (an interrupted batch): left out now.
+    accepted: dict[str, str] = field(default_factory=dict)
+    unreadable: BaseException | None = None
+    suppressed: bool = False
+    job: Job | None = None
+
+    @property
+    def alone(self) -> bool:
+        """Several recipients (a mailing's batch): handed over on its own, its attempt
+        written right before its own call. A worker that dies then leaves at most one
+        such batch "in progress" (held for a person), not every one it had claimed."""
+        return self.message is not None and len(self.message.recipients()) > 1
 
 
-def _already_handed_over(item: OutboxItem) -> bool:
-    """The ESP answered an earlier attempt, but the worker died before clearing the item."""
-    return (
-        SendAttempt.objects.filter(
-            message_id=item.message_id, outcome=SendAttempt.Outcome.SENT
-        ).exists()
-        or Recipient.objects.filter(message_id=item.message_id).exclude(esp_message_id="").exists()
-    )
+@dataclass
+class _Outcomes:
+    """What a batch's hand-over gave, for :meth:`Batch.store`."""
+
+    answered: list[tuple[_Mail, str]] = field(default_factory=list)  # (mail, attempt's error)
+    plain: list[_Mail] = field(default_factory=list)  # taken by a backend without post_send
+    blocked: list[tuple[_Mail, str]] = field(default_factory=list)  # (mail, attempt's error)
+    failed: list[tuple[_Mail, str, timedelta | None]] = field(default_factory=list)
+    leaving: list[int] = field(default_factory=list)  # outbox pks done with
+    counts: RunResult = field(default_factory=RunResult)
+
+    def mails(self) -> list[_Mail]:
+        return [
+            *(m for m, _e in self.answered),
+            *self.plain,
+            *(m for m, _e in self.blocked),
+            *(m for m, _t, _w in self.failed),
+        ]
 
 
-def _renew_lease(item: OutboxItem, owner: str) -> bool:
-    """Extend our lease before each hand-over; False if another worker took it over."""
-    lease_until = clock() + timedelta(seconds=get_setting("LEASE_SECONDS"))
-    return bool(_still_mine(item, owner).update(lease_until=lease_until))
+class Batch:
+    """A claimed batch: marked in progress, handed over, its outcomes stored.
+
+    Each step costs the same statements for one message as for the whole batch
+    (docs/outbox.md, "Exactly-once hand-over"); only the rare paths (a message
+    taken over from a lost worker, a mailing's batch) add a few of their own.
+    """
+
+    def __init__(self, items: list[OutboxItem], owner: str, result: RunResult) -> None:
+        self.items, self.owner, self.result = items, owner, result
+        self.outcomes = _Outcomes()
+        self.leased_at = time.monotonic()  # claim() just set the lease
+        self.pending = {i.pk for i in items}  # claims whose outcome is not stored yet
+        self.jobs: list[Job] = []
+
+    def run(self, senders: Senders) -> None:
+        mails = self._prepare(self._take_over(self.items))
+        alone = [m for m in mails if m.job is not None and m.alone]
+        together = [m for m in mails if m not in alone]
+        senders.send([m.job for m in together if m.job is not None], tick=self._keep_lease)
+        for mail in together:
+            self._judge(mail)
+        self.store()
+        for mail in alone:  # its attempt right before its call, its outcome right after
+            assert mail.job is not None
+            self._keep_lease()
+            if mail.job.skip:
+                continue
+            (mail.attempt_pk,) = self._open_attempts([mail])
+            setattr(mail.message, ATTEMPT_ATTRIBUTE, mail.attempt_pk)
+            senders.send([mail.job])
+            self._judge(mail)
+            self.store()
+
+    # -- before the ESP ---------------------------------------------------------------
+
+    def _take_over(self, items: list[OutboxItem]) -> list[OutboxItem]:
+        """Claims of messages tried before (a retry, or a lost worker's message after its
+        lease): close the attempts left "in progress", drop what the ESP answered already,
+        and never hand an interrupted batch over blindly. First attempts skip all this."""
+        again = [i.message_id for i in items if i.attempts > 1]
+        if not again:
+            return items
+        started = set(
+            SendAttempt.objects.filter(
+                message_id__in=again, outcome=SendAttempt.Outcome.STARTED
+            ).values_list("message_id", flat=True)
+        )
+        if started:
+            SendAttempt.objects.filter(
+                message_id__in=started, outcome=SendAttempt.Outcome.STARTED
+            ).update(
+                outcome=SendAttempt.Outcome.INTERRUPTED,
+                error=_(
+                    "The worker stopped during the hand-over; the ESP may have accepted the "
+                    "message. It was sent again after the lease ran out."
+                ),
+            )
+            self.result.interrupted += len(started)
+        # The ESP answered an earlier attempt, but its worker died before clearing the item.
+        answered = set(
+            SendAttempt.objects.filter(
+                message_id__in=again, outcome=SendAttempt.Outcome.SENT
+            ).values_list("message_id", flat=True)
+        ) | set(
+            Recipient.objects.filter(message_id__in=again)
+            .exclude(esp_message_id="")
+            .values_list("message_id", flat=True)
+        )
+        kept = []
+        for item in items:
+            if item.message_id in answered:  # sending it again would be a double send
+                self.outcomes.leaving.append(item.pk)
+                self.outcomes.counts.sent += 1
+                continue
+            if item.message_id in started and _is_batch(item):
+                found = interrupted_batch.accepted_by_esp(item, clock())
+                if found is None:  # nobody can tell what the ESP took: a person decides
+                    _hold(item, self.owner)
+                    self.pending.discard(item.pk)
+                    continue
+                accepted = {a.lower(): esp_id for a, esp_id in found.items()}
+                if len(accepted) >= interrupted_batch.record_accepted(item, accepted, clock()):
+                    self.outcomes.leaving.append(item.pk)  # the ESP took all of it
+                    self.outcomes.counts.sent += 1
+                    continue
+                item._maillog_accepted = accepted  # type: ignore[attr-defined]
+            kept.append(item)
+        return kept
+
+    def _prepare(self, items: list[OutboxItem]) -> list[_Mail]:
+        """Load the messages, hold back suppressed addresses and mark the batch in
+        progress: its attempts (one INSERT) and its recipients "sending", committed
+        before any ESP call."""
+        mails = []
+        for item in items:
+            mail = _Mail(item, accepted=getattr(item, "_maillog_accepted", {}))
+            try:
+                mail.message = load(item.payload, item.payload_mac)
+            except Exception as exc:  # unreadable (TamperedPayload, ...): no retry can fix it
+                mail.unreadable = exc
+            else:
+                if mail.accepted:  # hand over only what the ESP did not take before
+                    interrupted_batch.drop_recipients(mail.message, set(mail.accepted))
+                setattr(mail.message, PK_ATTRIBUTE, item.message_id)
+            mails.append(mail)
+        readable = [m for m in mails if m.message is not None]
+        if not mails:
+            return mails
+        now = clock()
+        with transaction.atomic():
+            if readable:
+                Recipient.objects.filter(
+                    message_id__in=[m.item.message_id for m in readable], esp_message_id=""
+                ).exclude(status__in=[rules.Status.CANCELLED, rules.Status.BLOCKED]).update(
+                    status=rules.Status.SENDING, status_at=now
+                )
+                self._suppress(readable, now)
+                self._name_esps(readable)
+            # A message to several recipients gets its attempt right before its own call.
+            first = [m for m in mails if m.message is None or m.suppressed or not m.alone]
+            for mail, pk in zip(first, self._open_attempts(first), strict=True):
+                mail.attempt_pk = pk
+        for mail in readable:
+            if mail.attempt_pk is not None:
+                setattr(mail.message, ATTEMPT_ATTRIBUTE, mail.attempt_pk)
+            if not mail.suppressed:
+                mail.job = Job(mail.item.connector, mail.message, context=mail)
+                self.jobs.append(mail.job)
+        return mails
+
+    def _open_attempts(self, mails: list[_Mail]) -> list[int]:
+        """The attempts "in progress" of these mails, in one INSERT; their pks."""
+        if not mails:
+            return []
+        now = clock()
+        rows = SendAttempt.objects.bulk_create(
+            SendAttempt(
+                message_id=m.item.message_id,
+                at=now,
+                outcome=SendAttempt.Outcome.STARTED,
+                connector=m.item.connector,
+            )
+            for m in mails
+        )
+        if all(row.pk is not None for row in rows):
+            return [row.pk for row in rows]
+        # No RETURNING on this database: one attempt in progress per message, found by it.
+        found = dict(
+            SendAttempt.objects.filter(
+                message_id__in=[m.item.message_id for m in mails],
+                outcome=SendAttempt.Outcome.STARTED,
+            ).values_list("message_id", "pk")
+        )
+        return [found[m.item.message_id] for m in mails]
+
+    def _suppress(self, mails: list[_Mail], now: Any) -> None:
+        """Suppression at hand-over, for the whole batch: one query for the problem
+        addresses among all its recipients. They are taken off their message and
+        recorded as "blocked"; a message left with nobody is not handed over."""
+        checked = [m for m in mails if not exempt(m.message, m.item.message)]
+        going = {m: {a for a, _n in addresses_of(m.message.recipients())} for m in checked}
+        wanted = sorted(set().union(*going.values())) if going else []
+        problems: dict[str, str] = {}
+        for rows in filter_in(Address.objects.filter(status__in=PROBLEMS), "address", wanted):
+            problems.update(rows.values_list("address", "status"))
+        if not problems:
+            return
+        by_status: dict[str, set[int]] = {}  # problem status -> the messages it stops
+        for mail in checked:
+            blocked = going[mail] & set(problems)
+            if not blocked:
+                continue
+            for address in blocked:
+                by_status.setdefault(problems[address], set()).add(mail.item.message_id)
+            message = mail.message
+            message.to = keep(message.to, blocked)
+            message.cc = keep(message.cc, blocked)
+            message.bcc = keep(message.bcc, blocked)
+            mail.suppressed = not (message.to or message.cc or message.bcc)
+        for status, message_ids in by_status.items():  # one UPDATE per problem kind
+            Recipient.objects.filter(
+                message_id__in=message_ids,
+                address__in=[a for a, s in problems.items() if s == status],
+            ).update(
+                status=rules.Status.BLOCKED,
+                status_at=now,
+                reason=_("Not sent: the address has the status “%(status)s”.")
+                % {"status": AddressStatus(status).label},
+            )
+
+    def _name_esps(self, mails: list[_Mail]) -> None:
+        """Each message's ESP as anymail names it ("Postmark", ...), for the mail log."""
+        names = {c: _esp_name(c) for c in {m.item.connector for m in mails}}
+        by_name: dict[str, list[int]] = {}
+        for mail in mails:
+            if names[mail.item.connector]:
+                by_name.setdefault(names[mail.item.connector], []).append(mail.item.message_id)
+        for name, message_ids in by_name.items():
+            Message.objects.filter(pk__in=message_ids).update(esp_name=name[:64])
+
+    def _keep_lease(self) -> None:
+        """Renew the batch's leases before they could run out (a slow ESP). A message
+        another worker took over meanwhile is not handed over by this one."""
+        lease = get_setting("LEASE_SECONDS")
+        if time.monotonic() - self.leased_at < lease / 3:
+            return
+        pks = sorted(self.pending)
+        renewed = _mine(self.owner, pks).update(lease_until=clock() + timedelta(seconds=lease))
+        self.leased_at = time.monotonic()
+        if renewed == len(pks):
+            return
+        still = set(_mine(self.owner, pks).values_list("pk", flat=True))
+        for job in self.jobs:
+            item = job.context.item
+            if item.pk not in still and job.cancel():
+                logger.warning("Message %s was taken over by another worker", item.message_id)
+
+    # -- after the ESP ----------------------------------------------------------------
+
+    def _judge(self, mail: _Mail) -> None:
+        """What happened to one message, kept for :meth:`store`."""
+        out = self.outcomes
+        if mail.message is None:
+            self._failed(mail, mail.unreadable, permanent=True)  # type: ignore[arg-type]
+            return
+        if mail.suppressed:
+            error = _("Every recipient has a problem status; nothing was sent.")
+            out.blocked.append((mail, str(error)))
+            out.counts.blocked += 1
+            return
+        job = mail.job
+        assert job is not None
+        if job.skip:  # another worker holds it now
+            return
+        error = None if isinstance(job.error, AnymailCancelSend) else job.error
+        if isinstance(error, AnymailRecipientsRefused):
+            # The ESP answered and refused every recipient: nothing to retry.
+            out.answered.append((mail, describe(error)))
+            out.counts.failed += 1
+        elif error is not None and _esp_answered(mail.message):
+            # The ESP took it; what failed came after its answer (a post_send receiver).
+            note = _("The ESP took the message, but storing its answer failed at first: %s")
+            out.answered.append((mail, note % describe(error)))
+            out.counts.sent += 1
+        elif error is not None:  # the ESP or the network said no
+            self._failed(mail, error)
+        elif not job.sent:  # a pre_send receiver cancelled it (anymail's AnymailCancelSend)
+            out.blocked.append((mail, ""))
+            out.counts.blocked += 1
+        elif _esp_answered(mail.message):
+            out.answered.append((mail, ""))
+            out.counts.sent += 1
+        else:  # not an anymail backend: no answer, the hand-over is all there is to know
+            out.plain.append(mail)
+            out.counts.sent += 1
+
+    def _failed(self, mail: _Mail, error: BaseException, permanent: bool = False) -> None:
+        wait = None if permanent else retry.next_attempt(mail.item.attempts, error)
+        self.outcomes.failed.append((mail, describe(error), wait))
+        if wait is None:
+            self.outcomes.counts.failed += 1
+        else:
+            self.outcomes.counts.retrying += 1
+        logger.warning("Sending message %s failed: %s", mail.item.message_id, describe(error))
+
+    def store(self) -> None:
+        """Store the batch's outcomes, in one transaction.
+
+        The ESP took most of these messages already: if storing fails (the database
+        went away), the hand-overs are not counted as failed, which would send them
+        again. The outcomes are stored again, up to three times in about 4 seconds
+        (an attempt the ESP answered then notes the first error); if the database
+        stays away, the claims wait for their leases, as if the worker had died, and
+        the next worker marks their attempts "interrupted".
+        """
+        out, self.outcomes = self.outcomes, _Outcomes()
+        if not out.mails() and not out.leaving:
+            self.result.add(out.counts)
+            return
+        first: BaseException | None = None
+        for pause in (None, *STORE_AGAIN_PAUSES):
+            try:
+                if pause is not None:
+                    time.sleep(pause)
+                    if not connection.in_atomic_block:  # a lost connection: a new one
+                        connection.close_if_unusable_or_obsolete()
+                with transaction.atomic():
+                    self._write(out, first)
+            except Exception as exc:
+                if first is None:
+                    first = exc
+                    logger.warning(
+                        "Storing the outcomes of %s handed-over messages failed: %s",
+                        len(out.mails()),
+                        describe(exc),
+                    )
+                else:
+                    logger.warning("Storing the outcomes of a batch failed again")
+                continue
+            self.result.add(out.counts)
+            self.pending -= set(out.leaving) | {m.item.pk for m in out.mails()}
+            return
+        logger.error(
+            "The outcomes of %s handed-over messages could not be stored; after the lease "
+            "they are sent again, and their attempts marked interrupted",
+            len(out.mails()),
+        )
+
+    def _write(self, out: _Outcomes, first_error: BaseException | None) -> None:
+        now = clock()
+        failed_mails = {m for m, _t, _w in out.failed}
+        note = _("The ESP took the message, but storing its answer failed at first: %s")
+        store_answers(
+            [
+                Answer(
+                    mail.item.message_id,
+                    dict(mail.message.anymail_status.recipients or {}),
+                    _esp_name(mail.item.connector),
+                    mail.attempt_pk,
+                    error or (note % describe(first_error) if first_error else ""),
+                )
+                for mail, error in out.answered
+            ]
+        )
+        if out.plain:
+            SendAttempt.objects.filter(pk__in=[m.attempt_pk for m in out.plain]).update(
+                outcome=SendAttempt.Outcome.SENT
+            )
+            Recipient.objects.filter(
+                message_id__in=[m.item.message_id for m in out.plain],
+                status=rules.Status.SENDING,
+            ).update(status=rules.Status.SENT, status_at=now)
+        if out.blocked:
+            _update_each(
+                SendAttempt.objects.all(),
+                "pk",
+                {
+                    m.attempt_pk: {"outcome": SendAttempt.Outcome.BLOCKED, "error": error}
+                    for m, error in out.blocked
+                },
+            )
+            # Still "sending" after a pre_send receiver cancelled it (the suppressed are
+            # "blocked" already).
+            Recipient.objects.filter(
+                message_id__in=[m.item.message_id for m, _e in out.blocked],
+                status=rules.Status.SENDING,
+            ).update(
+                status=rules.Status.CANCELLED,
+                status_at=now,
+                reason=_("The send was cancelled before it reached the ESP (a pre_send receiver)."),
+            )
+        if out.failed:
+            self._write_failures(out.failed, now)
+        done = out.leaving + [m.item.pk for m in out.mails() if m not in failed_mails]
+        if done:
+            _mine(self.owner, done).delete()  # the payloads (and attachments) go with them
+
+    def _write_failures(self, failed: list[tuple[_Mail, str, timedelta | None]], now: Any) -> None:
+        """Failed hand-overs: the attempt says why; the message waits for its next attempt
+        ("retry pending", recipients "pending") or failed for good ("failed")."""
+        _update_each(
+            SendAttempt.objects.all(),
+            "pk",
+            {
+                m.attempt_pk: {"outcome": SendAttempt.Outcome.FAILED, "error": t}
+                for m, t, _w in failed
+            },
+        )
+        _update_each(
+            Recipient.objects.exclude(status__in=rules.FINAL - {rules.Status.FAILED}),
+            "message_id",
+            {
+                m.item.message_id: {
+                    "status": rules.Status.FAILED if wait is None else rules.Status.PENDING,
+                    "status_at": now,
+                    "reason": text,
+                }
+                for m, text, wait in failed
+            },
+        )
+        _update_each(
+            _mine(self.owner, [m.item.pk for m, _t, _w in failed]),
+            "pk",
+            {
+                m.item.pk: {
+                    "state": SendState.FAILED if wait is None else SendState.RETRY_PENDING,
+                    "next_attempt_at": None if wait is None else now + wait,
+                    "auto_retry": wait is not None,
+                    "last_error": text,
+                    "lease_owner": "",
+                    "lease_until": None,
+                    "first_failure_at": m.item.first_failure_at or now,
+                }
+                for m, text, wait in failed
+            },
+        )
+
+
+def hand_over(items: list[OutboxItem], owner: str, result: RunResult, senders: Senders) -> None:
+    """Hand a claimed batch to its connectors and store what happened."""
+    Batch(items, owner, result).run(senders)
 
 
 def deliver(item: OutboxItem, owner: str, result: RunResult) -> None:
-    """Hand one claimed message to its connector and record what happened."""
-    if not _renew_lease(item, owner):
-        return
-    interrupted = _close_interrupted(item)
-    if interrupted:
-        result.interrupted += 1
-    if _already_handed_over(item):
-        _still_mine(item, owner).delete()  # sending it again would be a double send
-        result.sent += 1
-        return
-    accepted: dict[str, str] = {}
-    if interrupted and _is_batch(item):
-        found = interrupted_batch.accepted_by_esp(item, clock())
-        if found is None:  # nobody can tell what the ESP took: a person decides
-            _hold(item, owner)
-            return
-        accepted = {a.lower(): esp_id for a, esp_id in found.items()}
-        if len(accepted) >= interrupted_batch.record_accepted(item, accepted, clock()):
-            _still_mine(item, owner).delete()  # the ESP took all of it
-            result.sent += 1
-            return
-    attempt = SendAttempt.objects.create(
-        message_id=item.message_id,
-        outcome=SendAttempt.Outcome.STARTED,
-        connector=item.connector,
-    )
-    try:
-        message = load(item.payload, item.payload_mac)
-    except Exception as exc:  # unreadable (TamperedPayload, ...): no retry can fix it
-        _fail(item, owner, attempt, exc, result, permanent=True)
-        return
-    if accepted:  # hand over only what the ESP did not take before
-        interrupted_batch.drop_recipients(message, set(accepted))
-    setattr(message, PK_ATTRIBUTE, item.message_id)
-    setattr(message, ATTEMPT_ATTRIBUTE, attempt.pk)
-    Recipient.objects.filter(message_id=item.message_id, status=rules.Status.PENDING).update(
-        status=rules.Status.SENDING, status_at=clock()
-    )
-    try:
-        backend = connectors.open_connection(item.connector)
-        if not isinstance(backend, AnymailBaseBackend):
-            # anymail's pre_send suppresses problem addresses; other backends need us to.
-            suppress(message, item.message_id)
-        sent = backend.send_messages([message])
-    except AnymailCancelSend:  # every recipient has a problem status: nothing to hand over
-        sent = 0
-    except AnymailRecipientsRefused as exc:
-        # The ESP answered (post_send stored "rejected" per recipient): nothing to retry.
-        SendAttempt.objects.filter(pk=attempt.pk).update(error=describe(exc))
-        _still_mine(item, owner).delete()
-        result.failed += 1
-        return
-    except Exception as exc:
-        if _esp_answered(message):  # a post_send receiver failed, not the ESP
-            _store_late_answer(item, owner, attempt, message, exc, result)
-        else:  # the ESP or the network said no
-            _fail(item, owner, attempt, exc, result)
-        return
-    _succeed(item, owner, attempt, bool(sent), result)
+    """Hand one claimed message over (a batch of one)."""
+    with Senders(1) as senders:
+        hand_over([item], owner, result, senders)
 
 
-#: Pauses before storing the ESP's answer again, when storing it failed (tests shorten them).
-STORE_AGAIN_PAUSES: tuple[float, ...] = (0.0, 1.0, 3.0)
+# ---- runs ------------------------------------------------------------------------------
 
 
-def _esp_answered(message: Any) -> bool:
-    """anymail parsed the ESP's answer (it does so before its post_send signal)."""
-    status = getattr(message, "anymail_status", None)
-    return bool(status is not None and status.recipients)
+class _Helpers:
+    """Asks django-q2 for another run while this one finds full batches.
 
-
-def _store_late_answer(
-    item: OutboxItem,
-    owner: str,
-    attempt: SendAttempt,
-    message: Any,
-    error: BaseException,
-    result: RunResult,
-) -> None:
-    """The ESP took the message, but storing its answer failed (the database went away).
-
-    Trying again would send it twice. Store the answer again instead, after a
-    pause or two. If the database stays away, leave the claim to its lease: the
-    next worker marks the attempt "interrupted", so the double send is on record.
+    Every run that claims a full batch puts one more run in django-q2's queue,
+    unless one is waiting there already: an idle worker (of any cluster sharing
+    the queue) takes it, claims its own batches and does the same. Runs spread
+    until every worker is busy, and the queue holds about one run meanwhile, not
+    one per batch. Each cluster's pusher may hold up to ``queue_limit`` tasks of
+    its own; those runs find nothing due by then and end at once.
     """
-    text = describe(error)
-    logger.warning(
-        "Message %s was handed over, but storing the ESP's answer failed: %s",
-        item.message_id,
-        text,
-    )
-    for pause in STORE_AGAIN_PAUSES:
-        time.sleep(pause)
-        try:
-            if not connection.in_atomic_block:
-                connection.close_if_unusable_or_obsolete()  # reconnects after a lost connection
-            attempt.refresh_from_db(fields=["outcome"])
-            if attempt.outcome == SendAttempt.Outcome.STARTED:  # our receiver did not get through
-                on_post_send(None, message=message, status=message.anymail_status, esp_name="")
-            note = _("The ESP took the message, but storing its answer failed at first: %s")
-            SendAttempt.objects.filter(pk=attempt.pk).update(error=note % text)
-            _succeed(item, owner, attempt, True, result)
+
+    #: Seconds between two looks at the queue, in one run.
+    EVERY = 1.0
+
+    def __init__(self) -> None:
+        self.broker: Any = None
+        self.last = -self.EVERY
+        self.enabled = True
+
+    def ask(self) -> None:
+        if not self.enabled or time.monotonic() - self.last < self.EVERY:
             return
-        except Exception:
-            logger.warning("Storing the ESP's answer for message %s failed again", item.message_id)
-    logger.error(
-        "Message %s was handed over, but the ESP's answer could not be stored; after the "
-        "lease it is sent again, and its attempt marked interrupted",
-        item.message_id,
-    )
+        self.last = time.monotonic()
+        try:
+            from django_q.conf import Conf
 
+            if Conf.SYNC:  # runs in this process, one after the other: nobody else to ask
+                self.enabled = False
+                return
+            from django_q.brokers import get_broker
+            from django_q.tasks import async_task
 
-def _succeed(
-    item: OutboxItem, owner: str, attempt: SendAttempt, sent: bool, result: RunResult
-) -> None:
-    attempt.refresh_from_db(fields=["outcome"])
-    with transaction.atomic():
-        if not sent:
-            # anymail's pre_send cancelled it: every address suppressed (already
-            # "blocked"), or another app's receiver said no (still "sending")
-            SendAttempt.objects.filter(pk=attempt.pk).update(outcome=SendAttempt.Outcome.BLOCKED)
-            Recipient.objects.filter(
-                message_id=item.message_id, status=rules.Status.SENDING
-            ).update(
-                status=rules.Status.CANCELLED,
-                status_at=clock(),
-                reason=_("The send was cancelled before it reached the ESP (a pre_send receiver)."),
+            if self.broker is None:
+                self.broker = get_broker()
+            if self.broker.queue_size():
+                return  # a run waits already
+            async_task(
+                TASK,
+                task_name="wagtail-maillog outbox",
+                group="wagtail-maillog",
+                broker=self.broker,
             )
-            result.blocked += 1
-        elif attempt.outcome == SendAttempt.Outcome.STARTED:
-            # not an anymail backend: no post_send, so the hand-over is all we know
-            SendAttempt.objects.filter(pk=attempt.pk).update(outcome=SendAttempt.Outcome.SENT)
-            Recipient.objects.filter(
-                message_id=item.message_id, status=rules.Status.SENDING
-            ).update(status=rules.Status.SENT, status_at=clock())
-            result.sent += 1
-        else:
-            result.sent += 1
-        _still_mine(item, owner).delete()  # the payload (and attachments) go with it
+        except Exception:  # the broker is away: this run goes on alone
+            logger.warning("Could not ask django-q2 for another outbox run", exc_info=True)
+            self.enabled = False
 
 
-def _fail(
-    item: OutboxItem,
-    owner: str,
-    attempt: SendAttempt,
-    error: BaseException,
-    result: RunResult,
-    permanent: bool = False,
-) -> None:
-    text = describe(error)
-    now = clock()
-    wait = None if permanent else retry.next_attempt(item.attempts, error)
-    with transaction.atomic():
-        SendAttempt.objects.filter(pk=attempt.pk).update(
-            outcome=SendAttempt.Outcome.FAILED, error=text
-        )
-        changes: dict[str, Any] = {
-            "last_error": text,
-            "lease_owner": "",
-            "lease_until": None,
-            "first_failure_at": item.first_failure_at or now,
-        }
-        if wait is None:
-            changes.update(state=SendState.FAILED, next_attempt_at=None, auto_retry=False)
-            _set_recipients(item, rules.Status.FAILED, text)
-            result.failed += 1
-        else:
-            changes.update(state=SendState.RETRY_PENDING, next_attempt_at=now + wait)
-            _set_recipients(item, rules.Status.PENDING, text)
-            result.retrying += 1
-        _still_mine(item, owner).update(**changes)
-    logger.warning("Sending message %s failed: %s", item.message_id, text)
+def _time_budget() -> float:
+    """:data:`TIME_BUDGET`, kept 10 s below the django-q2 ``timeout`` (which kills a task
+    that runs longer), so a run ends with its last batch stored."""
+    try:
+        from django_q.conf import Conf
+
+        timeout = Conf.TIMEOUT
+    except Exception:
+        timeout = None
+    if not timeout:
+        return TIME_BUDGET
+    return max(1.0, min(TIME_BUDGET, float(timeout) - 10))
 
 
-def process_outbox(time_budget: float = 50.0) -> str:
-    """The django-q2 task: send what is due, batch after batch, for up to ``time_budget`` s."""
+def process_outbox(time_budget: float | None = None) -> str:
+    """The django-q2 task: send what is due, batch after batch, for up to ``time_budget``
+    seconds (default: :func:`_time_budget`)."""
     enabled, now = connectors.enabled_names(), clock()
     parking.park_disabled(enabled, now)
     parking.release_enabled(enabled, now)
     owner = uuid.uuid4().hex
     result = RunResult()
+    budget = _time_budget() if time_budget is None else time_budget
+    size = get_setting("OUTBOX_BATCH")
+    helpers = _Helpers()
     started = time.monotonic()
-    while time.monotonic() - started < time_budget:
-        items = claim(get_setting("OUTBOX_BATCH"), owner)
-        if not items:
-            break
-        for item in items:
-            deliver(item, owner, result)
+    with Senders(get_setting("SEND_THREADS")) as senders:
+        while time.monotonic() - started < budget:
+            items = claim(size, owner)
+            if not items:
+                break
+            if len(items) >= size:  # more is probably due: let idle workers join in
+                helpers.ask()
+            hand_over(items, owner, result, senders)
     return str(result)
 
 
