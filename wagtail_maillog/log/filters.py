@@ -18,45 +18,90 @@ from ..sources import source_label
 from ..status import NOT_DELIVERED, Status
 from .access import visible_messages
 
+#: The filter drawer's choices read from the messages: the filter, its ``Message`` field.
+CHOICE_FIELDS = {"source": "source", "esp": "esp_name", "related_type": "content_type"}
 
-def _distinct(messages: QuerySet[Message], field: str, label: Any = str) -> list[tuple[str, str]]:
-    if messages.query.where:  # the mail of one user or team: usually few rows
-        values = messages.exclude(**{field: ""}).order_by(field).values_list(field, flat=True)
-        found = list(values.distinct())
-    else:
-        found = _distinct_by_index(field)
-    return [(v, label(v)) for v in found]
+
+def choice_values(messages: QuerySet[Message]) -> dict[str, list[Any]]:
+    """The distinct non-empty values of each of :data:`CHOICE_FIELDS` in ``messages``,
+    sorted, in one statement (they are read on every view of the mail log)."""
+    fields = list(CHOICE_FIELDS.values())
+    if not messages.query.where:
+        return _distinct_by_index_all(fields)
+    # The mail of one user or team: usually few rows, read once for all three fields.
+    found: dict[str, set[Any]] = {field: set() for field in fields}
+    for row in messages.order_by().values_list(*fields).distinct():
+        for field, value in zip(fields, row, strict=True):
+            if value not in ("", None):
+                found[field].add(value)
+    return {field: sorted(values) for field, values in found.items()}
 
 
 def _distinct_by_index(field: str) -> list[Any]:
-    """The distinct non-empty values of an indexed ``Message`` column, one index
-    seek per value (a "loose index scan"), where ``SELECT DISTINCT`` reads every
-    row: milliseconds instead of a tenth of a second at a million messages.
-    ``field`` leads an index (``maillog_msg_source``, ``maillog_msg_esp``,
-    ``maillog_msg_related``)."""
+    """The distinct non-empty values of one indexed ``Message`` column (see
+    :func:`_distinct_by_index_all`)."""
+    return _distinct_by_index_all([field])[field]
+
+
+def _distinct_by_index_all(fields: list[str]) -> dict[str, list[Any]]:
+    """The distinct non-empty values of indexed ``Message`` columns, one index seek
+    per value (a "loose index scan"), where ``SELECT DISTINCT`` reads every row:
+    milliseconds instead of a tenth of a second at a million messages. Each field
+    leads an index (``maillog_msg_source``, ``maillog_msg_esp``,
+    ``maillog_msg_related``). All fields in one statement, each value cast to text
+    (a ``UNION`` needs one type) and converted back here."""
     connection = connections[router.db_for_read(Message)]
-    column = Message._meta.get_field(field).column
     quote = connection.ops.quote_name
-    table, col = quote(Message._meta.db_table), quote(column)
-    first = (
-        f"{col} > ''"
-        if Message._meta.get_field(field).get_internal_type() == "CharField"
-        else f"{col} IS NOT NULL"
-    )
-    if connection.vendor == "mysql":
-        # MariaDB/MySQL do the loose index scan themselves ("Using index for
-        # group-by"), but run the recursive query with a scan per value: 0.1 ms
-        # against 600-900 ms at a million messages (docs/performance.md).
-        sql = f"SELECT DISTINCT {col} FROM {table} WHERE {first}"
-    else:
-        sql = (
-            f"WITH RECURSIVE v(x) AS (SELECT MIN({col}) FROM {table} WHERE {first} "
-            f"UNION ALL SELECT (SELECT MIN({col}) FROM {table} WHERE {col} > v.x) FROM v "
-            "WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+    table = quote(Message._meta.db_table)
+    text = "CHAR" if connection.vendor == "mysql" else "TEXT"
+    ctes, parts = [], []
+    for n, field in enumerate(fields):
+        model_field = Message._meta.get_field(field)
+        col = quote(model_field.column)
+        first = (
+            f"{col} > ''"
+            if model_field.get_internal_type() == "CharField"
+            else f"{col} IS NOT NULL"
         )
+        if connection.vendor == "mysql":
+            # MariaDB/MySQL do the loose index scan themselves ("Using index for
+            # group-by"), but run the recursive query with a scan per value: 0.1 ms
+            # against 600-900 ms at a million messages (docs/performance.md).
+            parts.append(
+                f"SELECT {n} AS f, CAST(x AS {text}) AS v "
+                f"FROM (SELECT DISTINCT {col} AS x FROM {table} WHERE {first}) AS d{n}"
+            )
+        else:
+            ctes.append(
+                f"v{n}(x) AS (SELECT MIN({col}) FROM {table} WHERE {first} "
+                f"UNION ALL SELECT (SELECT MIN({col}) FROM {table} WHERE {col} > v{n}.x) "
+                f"FROM v{n} WHERE v{n}.x IS NOT NULL)"
+            )
+            parts.append(f"SELECT {n} AS f, CAST(x AS {text}) AS v FROM v{n} WHERE x IS NOT NULL")
+    sql = " UNION ALL ".join(parts)
+    if ctes:
+        sql = f"WITH RECURSIVE {', '.join(ctes)} {sql}"
+    found: dict[str, list[Any]] = {field: [] for field in fields}
     with connection.cursor() as cursor:
         cursor.execute(sql)
-        return sorted(x for (x,) in cursor.fetchall())
+        for n, value in cursor.fetchall():
+            model_field = Message._meta.get_field(fields[n])
+            target = model_field.target_field if model_field.is_relation else model_field
+            found[fields[n]].append(target.to_python(value))
+    return {field: sorted(values) for field, values in found.items()}
+
+
+def _content_type_choices(ids: list[int]) -> list[tuple[int, str]]:
+    """``(id, name)`` of the content types, from Django's cache of them (no query once
+    each is known), ordered as the model choice list they replace (app, model)."""
+    types = []
+    for pk in ids:
+        try:
+            types.append(ContentType.objects.get_for_id(pk))
+        except ContentType.DoesNotExist:  # a model removed since: nothing to filter on
+            continue
+    types.sort(key=lambda ct: (ct.app_label, ct.model))
+    return [(ct.pk, str(ct)) for ct in types]
 
 
 #: The status filter's value for "every status in NOT_DELIVERED".
@@ -77,10 +122,11 @@ class MailLogFilterSet(WagtailFilterSet):
         field_name="message__source",
         choices=(),
     )
-    related_type = django_filters.ModelChoiceFilter(
+    # Choices, not a model choice list: that would read the content types on every view.
+    related_type = django_filters.ChoiceFilter(
         label=_("Related type"),
         field_name="message__content_type",
-        queryset=ContentType.objects.none(),
+        choices=(),
     )
     related_id = django_filters.CharFilter(
         label=_("Related id"), field_name="message__object_id", widget=forms.HiddenInput
@@ -103,14 +149,13 @@ class MailLogFilterSet(WagtailFilterSet):
         # Offer only what occurs in the mail this user may see.
         user = getattr(self.request, "user", None)
         messages = visible_messages(user) if user is not None else Message.objects.none()
-        self.filters["source"].extra["choices"] = _distinct(messages, "source", source_label)
-        self.filters["esp"].extra["choices"] = _distinct(messages, "esp_name")
-        if messages.query.where:
-            used = messages.exclude(content_type=None).values("content_type")
-        else:
-            used = _distinct_by_index("content_type")
-        self.filters["related_type"].queryset = ContentType.objects.filter(pk__in=used).order_by(
-            "app_label", "model"
+        values = choice_values(messages)
+        self.filters["source"].extra["choices"] = [
+            (v, source_label(v)) for v in values[CHOICE_FIELDS["source"]]
+        ]
+        self.filters["esp"].extra["choices"] = [(v, v) for v in values[CHOICE_FIELDS["esp"]]]
+        self.filters["related_type"].extra["choices"] = _content_type_choices(
+            values[CHOICE_FIELDS["related_type"]]
         )
 
     def filter_status(

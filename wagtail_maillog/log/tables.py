@@ -20,7 +20,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.widgets.button import Button, ButtonWithDropdown
 
-from ..admin.columns import BulkCheckboxColumn, HumanReadableDateColumn
+from ..admin.columns import BulkCheckboxColumn, HumanReadableDateColumn, PrerenderedRows
 from ..mailings.sending import SOURCE as MAILING_SOURCE
 from ..models import Recipient
 from ..sources import source_label
@@ -33,14 +33,21 @@ _STAND_IN_PK = 2_147_000_001
 _STAND_IN_TITLE = "maillog-row-title-7f3a9c"
 
 
-class MailLogTable(tables.Table):
+class MailLogTable(PrerenderedRows, tables.Table):
     select = BulkCheckboxColumn(attrs={"td": {"class": "bulk-action-checkbox-cell"}})
     created_at = HumanReadableDateColumn(verbose_name=_("Date"))
+    # empty_values=(): the render methods below decide what an empty label or subject
+    # shows (the object's id, "(no subject)"), not django-tables2's "—".
     related = tables.Column(
-        verbose_name=_("Related object"), accessor="message__related_label", orderable=False
+        verbose_name=_("Related object"),
+        accessor="message__related_label",
+        orderable=False,
+        empty_values=(),
     )
     address = tables.Column(verbose_name=_("Recipient"))
-    subject = tables.Column(verbose_name=_("Subject"), accessor="message__subject", orderable=False)
+    subject = tables.Column(
+        verbose_name=_("Subject"), accessor="message__subject", orderable=False, empty_values=()
+    )
     # Accessor "pk": the badge is drawn from the record; with the field itself,
     # django-tables2 would first look up its choice label (a translation) per row.
     status = tables.Column(verbose_name=_("Status"), accessor="pk", order_by=("status",))
@@ -95,6 +102,10 @@ class MailLogTable(tables.Table):
         self.may_resend = bool(user and user.has_perm(RESEND))
         self.may_cancel = bool(user and user.has_perm(CANCEL))
         self._menus: dict[tuple[bool, bool], str] = {}
+        self._badges: dict[tuple[str, str], str] = {}
+        self._sources: dict[str, str] = {}
+        self._opened: dict[bool, str] = {}
+        self._detail_url = reverse("wagtail_maillog:detail", args=[_STAND_IN_PK])
 
     def render_subject(self, record: Recipient) -> str:
         """The subject (a batch recipient's own), linked to the message, with Wagtail's
@@ -119,7 +130,7 @@ class MailLogTable(tables.Table):
         return format_html(
             '<div class="maillog-row-title"><a href="{}" id="recipient_{}_title">{}</a>'
             '<ul class="actions maillog-row-actions">{}</ul></div>',
-            reverse("wagtail_maillog:detail", args=[record.message_id]),
+            self._detail_url.replace(f"/{_STAND_IN_PK}/", f"/{record.message_id}/"),
             record.pk,
             subject,
             mark_safe(menu),  # rendered by Wagtail's template; the title escaped above
@@ -159,19 +170,33 @@ class MailLogTable(tables.Table):
         )
 
     def render_source(self, value: str) -> str:
-        return source_label(value)
+        label = self._sources.get(value)
+        if label is None:
+            label = self._sources[value] = source_label(value)
+        return label
 
     def render_status(self, record: Recipient) -> str:
-        return status_badge(record.status, record.reason)
+        key = (record.status, record.reason)
+        badge = self._badges.get(key)
+        if badge is None:  # a page shows a few statuses, each many times
+            badge = self._badges[key] = status_badge(*key)
+        return badge
 
     def render_opened(self, record: Recipient) -> str:
-        if record.opened_at is None:
-            return format_html('<span class="w-sr-only">{}</span>', _("No"))
-        return format_html(
-            '<span class="maillog-opened" title="{}">✓<span class="w-sr-only">{}</span></span>',
-            OPENED_CAVEAT,
-            _("Opened"),
-        )
+        opened = record.opened_at is not None
+        html = self._opened.get(opened)
+        if html is None:  # one of two, the same in every row
+            html = self._opened[opened] = (
+                format_html(
+                    '<span class="maillog-opened" title="{}">✓<span class="w-sr-only">{}</span>'
+                    "</span>",
+                    OPENED_CAVEAT,
+                    _("Opened"),
+                )
+                if opened
+                else format_html('<span class="w-sr-only">{}</span>', _("No"))
+            )
+        return html
 
     def value_related(self, record: Recipient) -> str:
         return record.message.related_label

@@ -27,6 +27,9 @@ from ..conf import get_setting
 from ..export import lines as export_lines
 from ..export import rows as export_rows
 from ..models import Event, Message, Recipient
+from ..outbox.access import CANCEL as OUTBOX_CANCEL
+from ..outbox.access import COUNT_ATTRIBUTE as OUTBOX_COUNT_ATTRIBUTE
+from ..outbox.access import RETRY, can_view_outbox, visible_outbox
 from ..sources import source_label
 from ..status import CANCELLABLE, OPENED_CAVEAT
 from .access import CANCEL, RESEND, can_view_log, visible_messages, visible_recipients
@@ -89,6 +92,13 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
     def search_queryset(self, queryset: QuerySet[Recipient]) -> QuerySet[Recipient]:
         return search_recipients(queryset, self.search_query)
 
+    def get_paginator(self, *args: Any, **kwargs: Any) -> CappedPaginator:
+        paginator = super().get_paginator(*args, **kwargs)
+        if not self.results_only and can_view_outbox(self.request.user):
+            # The Mail menu's outbox badge, counted with the page's rows (see get_context_data).
+            paginator.also_count["outbox"] = visible_outbox(self.request.user)
+        return paginator
+
     def get_table(self, object_list: Any) -> MailLogTable:
         return MailLogTable(list(object_list), orderable=True, user=self.request.user)
 
@@ -141,6 +151,9 @@ class MailLogIndexView(LogAccessMixin, BaseListingView):
         paginator = context.get("paginator")
         context["count_capped"] = bool(paginator and paginator.capped)
         context["count_limit"] = paginator.limit if paginator else None
+        if paginator and "outbox" in paginator.counted:
+            # The menu shows this count instead of counting the outbox again.
+            setattr(self.request, OUTBOX_COUNT_ATTRIBUTE, paginator.counted["outbox"])
         return context
 
 
@@ -234,8 +247,6 @@ def outbox_context(message: Message, user: Any) -> dict[str, Any]:
     attempts and next attempt, and Retry / Cancel with the outbox's own permissions (the
     buttons lead to the outbox's confirmation pages). Nothing for those who may not see it.
     """
-    from ..outbox.access import CANCEL as OUTBOX_CANCEL
-    from ..outbox.access import RETRY, can_view_outbox, visible_outbox
     from ..outbox.tables import cancel_refusal, retry_refusal, state_badge
 
     if not can_view_outbox(user):
