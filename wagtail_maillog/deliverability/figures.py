@@ -239,13 +239,6 @@ def daily(period: Period, slice: Slice = Slice()) -> list[tuple[date, Counts]]:
     return [(day, by_day.get(day, Counts())) for day in period.days()]
 
 
-def breakdown(
-    period: Period, slice: Slice = Slice(), by: str = "domain", limit: int | None = None
-) -> list[tuple[str, Counts]]:
-    """Counts per ``by`` ("domain", "source" or "connector"), most mail first."""
-    return breakdowns(period, slice, limits={by: limit})[by]
-
-
 BREAKDOWNS = ("domain", "source", "connector")
 
 
