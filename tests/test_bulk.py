@@ -9,6 +9,7 @@ queries, execute wrappers, Django's exceptions.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -236,3 +237,83 @@ def test_mariadb_inserts_many_rows_in_few_statements():
         )
     assert Recipient.objects.count() == 2_000
     assert sent.count == 1, sent.count  # INSERTs of up to 1 MB (bulk.MYSQL_STATEMENT_BYTES)
+
+
+# ---- one row, and one row with the rows that point at it (queueing one mail) -------------
+
+
+def test_insert_row_writes_what_create_writes():
+    """The values given, the defaults of the others, converted as a save would."""
+    [pk] = bulk.insert_row(Message, {"subject": "Hi", "created_at": AT, "tags": ["a"]})
+    by_insert = Message.objects.get(pk=pk)
+    by_create = Message.objects.create(subject="Hi", created_at=AT, tags=["a"])
+    fields = [f.attname for f in Message._meta.concrete_fields if not f.primary_key]
+    assert [getattr(by_insert, f) for f in fields] == [getattr(by_create, f) for f in fields]
+    assert by_insert.reply_to == [] and by_insert.importance == "normal"
+
+
+def test_insert_row_returns_the_columns_the_database_decided():
+    from django.db.models import CharField
+    from django.db.models.expressions import RawSQL
+
+    from wagtail_maillog.models import OutboxItem
+
+    message = Message.objects.create(subject="x")
+    state = RawSQL("SELECT %s", ("queued",), output_field=CharField())
+    if not connection.features.can_return_columns_from_insert:
+        with pytest.raises(Exception, match="returns no columns"):
+            bulk.insert_row(OutboxItem, {"message": message.pk, "state": state}, ("pk", "state"))
+        return
+    pk, returned = bulk.insert_row(
+        OutboxItem, {"message": message.pk, "state": state}, returning=("pk", "state")
+    )
+    assert returned == "queued" == OutboxItem.objects.get(pk=pk).state
+
+
+def _linked(count: int) -> int:
+    from wagtail_maillog.models import OutboxItem
+
+    return bulk.insert_linked(
+        Message,
+        {"subject": "Linked", "created_at": AT},
+        bulk.Linked(Recipient, "message", [{"address": f"r{i}@example.com"} for i in range(count)]),
+        bulk.Linked(OutboxItem, "message", [{"connector": "default", "next_attempt_at": AT}]),
+    )
+
+
+@pytest.mark.parametrize("count", [1, 3, 400])
+def test_insert_linked_writes_the_row_and_the_rows_that_point_at_it(count):
+    from wagtail_maillog.models import OutboxItem
+
+    with CaptureQueriesContext(connection) as queries:
+        pk = _linked(count)
+    message = Message.objects.get(pk=pk)
+    assert message.subject == "Linked"
+    assert sorted(message.recipients.values_list("address", flat=True)) == sorted(
+        f"r{i}@example.com" for i in range(count)
+    )
+    assert OutboxItem.objects.get(message=message).connector == "default"
+    # executemany is logged as "N times: INSERT ..."
+    statements = [re.sub(r"^\d+ times: ", "", q["sql"]) for q in queries.captured_queries]
+    writes = [sql for sql in statements if sql.startswith(("INSERT", "WITH"))]
+    one_statement = connection.vendor == "postgresql" and count == 1
+    assert len(writes) == (1 if one_statement else 3), writes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_linked_outside_a_transaction_is_all_or_nothing():
+    """A linked row the database refuses leaves no row behind (PostgreSQL: one
+    statement; elsewhere the INSERTs' own transaction)."""
+    from django.db import IntegrityError
+
+    from wagtail_maillog.models import OutboxItem
+
+    with pytest.raises(IntegrityError):
+        bulk.insert_linked(
+            Message,
+            {"subject": "Refused"},
+            bulk.Linked(Recipient, "message", [{"address": "a@example.com"}]),
+            bulk.Linked(OutboxItem, "message", [{"connector": None}]),  # NOT NULL
+        )
+    assert not Message.objects.filter(subject="Refused").exists()
+    assert not Recipient.objects.filter(address="a@example.com").exists()

@@ -206,7 +206,10 @@ def test_purge_handles_every_foreign_key_to_what_it_deletes():
 # BEGIN/COMMIT pair, the same for every path.
 
 ONE_EVENT_LIMIT = 3
-QUEUE_LIMIT = 3
+#: Queueing one mail: the message, its recipients and the outbox row; on PostgreSQL
+#: one statement (data-modifying CTEs, bulk.insert_linked). MySQL 8 (no RETURNING)
+#: reads the connector's switch first.
+QUEUE_LIMIT = {"postgresql": 1}.get(connection.vendor, 3)
 POSTMARK_URL = "/anymail/postmark/tracking/"
 
 
@@ -298,6 +301,10 @@ def test_one_event_requests_cost_at_most_three_statements(client, webhook_auth, 
     counts = _one_event_requests(client, webhook_auth)
     assert max(counts.values()) <= ONE_EVENT_LIMIT, counts
     assert counts["replayed"] == 1, counts
+    if connection.vendor == "sqlite":
+        # The INSERT says whether the address has a row: bob's has none, so no UPDATE
+        # of addresses (PostgreSQL folds it into its one statement anyway).
+        assert counts["no address row"] == 2, counts
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own path")
@@ -319,7 +326,7 @@ def test_a_bounce_adds_only_the_address_status_change(client, webhook_auth, two_
     assert change.recipient == Recipient.objects.get(address="ann@example.com")
 
 
-def test_queueing_a_mail_costs_at_most_three_statements(settings):
+def test_queueing_a_mail_costs_at_most_three_statements_one_on_postgresql(settings):
     settings.EMAIL_BACKEND = "wagtail_maillog.outbox.backend.OutboxBackend"
     settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}}}
     send_mail("Warm", "Body", "site@example.com", ["warm@example.com"])  # caches warm

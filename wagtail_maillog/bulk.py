@@ -27,14 +27,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from operator import attrgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from django.db import connections, models, router
+from django.db import NotSupportedError, connections, models, router, transaction
 from django.db.models import F, QuerySet
 from django.db.models.constants import OnConflict
+from django.db.models.expressions import RawSQL
 from django.db.models.lookups import Lookup
 from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
@@ -71,6 +74,11 @@ _INTEGER = {
 }
 
 
+#: Per connection (one per thread): what :func:`column_converter`, :func:`insert_row`
+#: and :func:`insert_linked` built for it, kept for the next call.
+_compiled: WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = WeakKeyDictionary()
+
+
 def converter(field: models.Field, connection: Any) -> Converter:
     """A function giving what ``field.get_db_prep_save(value, connection)`` gives."""
     return _converters(field, connection)[0]
@@ -102,8 +110,17 @@ def column_converter(field: models.Field, connection: Any) -> Callable[[list[Any
     """Converts a column of values as :func:`converter` converts each one.
 
     A column whose values are all of types the field hands on as they are (all
-    ``str`` for a text column) is kept whole: no call per value.
+    ``str`` for a text column) is kept whole: no call per value. Built once per
+    connection and field: a one-event webhook updates one row.
     """
+    compiled = _compiled.setdefault(connections[connection.alias], {})  # not django.db's proxy
+    key = ("column", field)
+    if key not in compiled:
+        compiled[key] = _column_converter(field, connection)
+    return compiled[key]
+
+
+def _column_converter(field: models.Field, connection: Any) -> Callable[[list[Any]], list[Any]]:
     convert, kept = _converters(field, connection)
 
     def convert_column(values: list[Any]) -> list[Any]:
@@ -281,6 +298,160 @@ def insert_rows(
             f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING",
             columns,
         )
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per connection
+class _Shape:
+    """The columns of a one-row INSERT of a model and how each value is prepared."""
+
+    table: str
+    fields: tuple[models.Field, ...]
+    columns: str  # quoted, comma-separated
+    placeholders: tuple[str, ...]  # "%s", or a RawSQL value's "(...)"
+    converters: tuple[Converter, ...]
+    given: int  # the fields named by the caller, first; the others take their default
+
+    def params(self, values: Iterable[Any]) -> list[Any]:
+        params: list[Any] = []
+        for convert, value in zip(self.converters, values, strict=False):
+            if isinstance(value, RawSQL):
+                params.extend(value.params)
+            else:
+                params.append(convert(value))
+        for field, convert in zip(
+            self.fields[self.given :], self.converters[self.given :], strict=True
+        ):
+            params.append(convert(field.get_default()))
+        return params
+
+
+def _shape(model: type[models.Model], values: dict[str, Any], connection: Any) -> _Shape:
+    names = tuple(values)
+    fragments = tuple(v.sql if isinstance(v, RawSQL) else None for v in values.values())
+    key = ("shape", model, names, fragments)
+    compiled = _compiled.setdefault(connection, {})
+    if key not in compiled:
+        named = _concrete(model, names)
+        others = [f for f in _concrete(model, None) if f not in named]
+        fields = named + others
+        quote = connection.ops.quote_name
+        compiled[key] = _Shape(
+            table=quote(model._meta.db_table),
+            fields=tuple(fields),
+            columns=", ".join(quote(f.column) for f in fields),
+            placeholders=tuple(f"({sql})" if sql else "%s" for sql in fragments)
+            + ("%s",) * len(others),
+            converters=tuple(converter(field, connection) for field in fields),
+            given=len(named),
+        )
+    return compiled[key]
+
+
+def _returning(model: type[models.Model], names: Sequence[str], connection: Any) -> str:
+    by_name = {f.name: f for f in model._meta.concrete_fields} | {"pk": model._meta.pk}
+    # Django 6.0 renamed ``return_insert_columns``.
+    columns = getattr(connection.ops, "returning_columns", None)
+    columns = columns or connection.ops.return_insert_columns
+    clause, _params = columns([by_name[n] for n in names])
+    return " " + clause
+
+
+def insert_row(
+    model: type[models.Model], values: dict[str, Any], returning: Sequence[str] = ("pk",)
+) -> tuple[Any, ...]:
+    """INSERT one row of plain values (``{field name: value}``) and return the
+    ``returning`` columns' values as the database wrote them.
+
+    What ``Model.objects.create`` does, without a model instance and without
+    compiling the INSERT for each call: the SQL is built once per connection
+    and shape, as one mail queued per ``send()`` needs. A value may be a
+    :class:`~django.db.models.expressions.RawSQL` the INSERT evaluates. Fields
+    not named get their default. No ``pre_save``/``post_save`` signals. Where
+    the database cannot return columns from an INSERT (MySQL), only the primary
+    key is returned (``returning`` must then be ``("pk",)``).
+    """
+    connection = connections[router.db_for_write(model)]
+    shape = _shape(model, values, connection)
+    returns = bool(returning) and connection.features.can_return_columns_from_insert
+    key = ("insert", shape, tuple(returning) if returns else ())
+    compiled = _compiled[connection]
+    if key not in compiled:
+        sql = (
+            f"INSERT INTO {shape.table} ({shape.columns}) VALUES ({', '.join(shape.placeholders)})"
+        )
+        compiled[key] = sql + (_returning(model, returning, connection) if returns else "")
+    with connection.cursor() as cursor:
+        cursor.execute(compiled[key], shape.params(values.values()))
+        if returns:
+            return tuple(cursor.fetchone())
+        if not returning:
+            return ()
+        if tuple(returning) != ("pk",):
+            raise NotSupportedError(f"{connection.vendor} returns no columns from an INSERT")
+        table, pk = model._meta.db_table, model._meta.pk.column
+        return (connection.ops.last_insert_id(cursor, table, pk),)
+
+
+@dataclass(frozen=True)
+class Linked:
+    """Rows of ``model`` that point (by ``key``, a foreign key) at the row inserted
+    with them by :func:`insert_linked`; every row names the same fields."""
+
+    model: type[models.Model]
+    key: str
+    rows: Sequence[dict[str, Any]]
+
+
+def insert_linked(model: type[models.Model], values: dict[str, Any], *linked: Linked) -> int:
+    """INSERT one row of ``model`` and the rows that point at it; its pk.
+
+    PostgreSQL, where each link has one row (a mail to one recipient, the
+    commonest): one statement (data-modifying CTEs), so one round trip where
+    there were one per table. Otherwise one INSERT per table, in a transaction
+    (the caller's, if it has one): many rows go as arrays (:func:`insert_rows`),
+    so a mailing's batch message costs the same statements for any number of
+    recipients.
+    """
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql" or any(len(link.rows) > 1 for link in linked):
+        with transaction.atomic(using=connection.alias, savepoint=False):
+            [pk] = insert_row(model, values)
+            for link in linked:
+                rows = [{link.key: pk, **row} for row in link.rows]
+                if len(rows) == 1:
+                    insert_row(link.model, rows[0], returning=())
+                elif rows:
+                    insert_rows(link.model, list(rows[0]), (list(row.values()) for row in rows))
+        return pk
+    shape = _shape(model, values, connection)
+    pk_column = connection.ops.quote_name(model._meta.pk.column)
+    parent = RawSQL(f"SELECT {pk_column} FROM p", ())
+    params = shape.params(values.values())
+    children = []
+    for link in linked:
+        for row in link.rows:  # one at most
+            children.append(_shape(link.model, {link.key: parent, **row}, connection))
+            params += children[-1].params([parent, *row.values()])
+    key = ("linked", shape, *children)
+    compiled = _compiled[connection]
+    if key not in compiled:
+        compiled[key] = (
+            ",\n".join(
+                [
+                    f"WITH p AS (INSERT INTO {shape.table} ({shape.columns}) "
+                    f"VALUES ({', '.join(shape.placeholders)}) RETURNING {pk_column})",
+                    *(
+                        f"c{number} AS (INSERT INTO {child.table} ({child.columns}) "
+                        f"VALUES ({', '.join(child.placeholders)}))"
+                        for number, child in enumerate(children)
+                    ),
+                ]
+            )
+            + f"\nSELECT {pk_column} FROM p"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(compiled[key], params)
+        return cursor.fetchone()[0]
 
 
 def insert_ignoring_conflicts(objs: Sequence[models.Model]) -> None:

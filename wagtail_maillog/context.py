@@ -56,6 +56,8 @@ class MailLabel:
 
     def merged_over(self, other: MailLabel) -> MailLabel:
         """This label, with the gaps filled from ``other``."""
+        if other is _NO_LABEL or self is _NO_LABEL:  # the common cases, once per mail sent
+            return other if self is _NO_LABEL else self
         values = {
             f.name: getattr(other, f.name) for f in fields(self) if getattr(self, f.name) is None
         }
@@ -94,7 +96,7 @@ def reset_context(token: Any) -> None:
 
 def label_for(message: Any) -> MailLabel:
     """The label that applies to ``message``: its own, then the context's."""
-    own = getattr(message, ATTRIBUTE, None) or MailLabel()
+    own = getattr(message, ATTRIBUTE, None) or _NO_LABEL
     return own.merged_over(_current.get())
 
 

@@ -451,10 +451,14 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
     if not prepared:
         return result
 
+    if len(prepared) == 1:
+        row = next(iter(prepared.values()))
+        # SQLite: built before BEGIN IMMEDIATE takes the database's one write lock.
+        first = _first_insert(row) if _returns_from_insert() else None
+        with transaction.atomic():
+            _ingest_one(row, result, first)
+        return result
     with transaction.atomic():
-        if len(prepared) == 1:
-            _ingest_one(next(iter(prepared.values())), result)
-            return result
         known = _known_keys(list(prepared))
         rows = [row for key, row in prepared.items() if key not in known]
         result.duplicates += len(known)
@@ -501,10 +505,14 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
 # more.
 
 
-def _ingest_one(row: EventRow, result: IngestResult) -> None:
+def _ingest_one(
+    row: EventRow, result: IngestResult, first: tuple[str, list[Any]] | None = None
+) -> None:
     """Store one event (inside the caller's transaction), in at most three statements
-    when its status change needs no change of an address's status."""
-    changes = _insert_first(row) if _returns_from_insert() else _read_first(row)
+    when its status change needs no change of an address's status.
+
+    ``first``: SQLite's INSERT of the event (:func:`_first_insert`)."""
+    changes = _insert_first(row, first) if first is not None else _read_first(row)
     if changes is None:
         result.duplicates += 1
         return
@@ -593,10 +601,10 @@ def _event_insert(row: EventRow, match: bool) -> tuple[str, list[Any]]:
     )
 
 
-def _insert_first(row: EventRow) -> list[StatusChange] | None:
-    """SQLite: INSERT the event, returning its recipient and the recipients it concerns;
-    then move them (the write lock is held from the INSERT on: nobody else writes).
-    The status changes; None: the event was stored already."""
+def _first_insert(row: EventRow) -> tuple[str, list[Any]]:
+    """SQLite: the INSERT of the event, returning its recipient, the recipients it
+    concerns and whether its address has an :class:`Address` row (most recipients of
+    a site's mail are nobody's member: their events then move no ``last_event_at``)."""
     sql, params = _event_insert(row, match=True)
     returning = f"{_quote(Event._meta.db_table)}.{_quote('recipient_id')}"
     if row.esp_message_id:
@@ -609,8 +617,23 @@ def _insert_first(row: EventRow) -> list[StatusChange] | None:
         params += [row.esp_message_id, row.address]
     else:
         targets = "NULL"
+    if row.address:
+        member = (
+            f"EXISTS (SELECT 1 FROM {_quote(Address._meta.db_table)} WHERE "
+            f"{_quote('address')} = %s)"
+        )
+        params.append(normalize(row.address))
+    else:
+        member = "1"  # the message's only recipient, whoever it is: asked in the UPDATE
+    return f"{sql} ON CONFLICT DO NOTHING RETURNING {returning}, {targets}, {member}", params
+
+
+def _insert_first(row: EventRow, first: tuple[str, list[Any]]) -> list[StatusChange] | None:
+    """SQLite: INSERT the event (``first``), returning its recipient and the recipients
+    it concerns; then move them (the write lock is held from the INSERT on: nobody
+    else writes). The status changes; None: the event was stored already."""
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING {returning}, {targets}", params)
+        cursor.execute(*first)
         found = cursor.fetchone()
     if found is None:
         return None  # stored already: one statement
@@ -624,7 +647,7 @@ def _insert_first(row: EventRow) -> list[StatusChange] | None:
     changed, changes = apply_events([row], recipients)  # the INSERT's recipient is row.recipient
     _save_recipients(changed)
     addresses = _touched_addresses(changes)
-    if addresses:
+    if addresses and found[2]:
         Address.objects.filter(address__in=addresses).update(last_event_at=timezone.now())
     announce(changes, last_event_stored=True)
     return changes

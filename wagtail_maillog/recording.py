@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -30,7 +31,7 @@ from django.utils.translation import gettext as _
 from . import status as rules
 from . import storable
 from .addresses.suppression import apply as suppress
-from .bulk import filter_in, insert_rows, update_fields
+from .bulk import Linked, filter_in, insert_linked, update_fields
 from .conf import get_setting
 from .context import (
     ATTEMPT_ATTRIBUTE,
@@ -126,7 +127,7 @@ def _related(obj: Any) -> dict[str, Any]:
     if obj is None or getattr(obj, "pk", None) is None:
         return {}
     return {
-        "content_type": ContentType.objects.get_for_model(obj),
+        "content_type_id": ContentType.objects.get_for_model(obj).pk,
         "object_id": str(obj.pk)[:64],
         "related_label": str(obj)[:255],
     }
@@ -157,11 +158,19 @@ def _team(label: MailLabel) -> Any:
 
 
 def record_message(
-    message: Any, esp_name: str = "", connector: str = "", status: str = rules.Status.SENDING
-) -> Message:
+    message: Any,
+    esp_name: str = "",
+    connector: str = "",
+    status: str = rules.Status.SENDING,
+    linked: Sequence[Linked] = (),
+) -> int:
     """Create the log rows of an outgoing ``EmailMessage``, its recipients in ``status``
     ("sending" as it leaves; the outbox records "pending" straight away: one write
-    per recipient row, not an INSERT and then an UPDATE of every index)."""
+    per recipient row, not an INSERT and then an UPDATE of every index), and the
+    ``linked`` rows that point at the message (the outbox's). Returns the message's pk.
+
+    One statement on PostgreSQL (:func:`..bulk.insert_linked`), one per table elsewhere.
+    """
     label = label_for(message)
     reset = password_reset_account()
     if reset is not None:
@@ -190,42 +199,55 @@ def record_message(
     now = timezone.now()
     user = label.user if getattr(label.user, "pk", None) else None
 
-    row = Message.objects.create(
-        created_at=now,
-        subject=storable.text(str(message.subject or "")),
-        from_email=storable.text(str(message.from_email or ""))[:320],
-        reply_to=[storable.text(str(a)) for a in (message.reply_to or [])],
-        headers=headers,
-        tags=storable.json_value(list(getattr(message, "tags", None) or [])),
-        metadata=storable.json_value(dict(getattr(message, "metadata", None) or {})),
-        importance=_importance(label.importance, headers),
-        source=source[:64],
-        esp_name=esp_name[:64],
-        connector=(connector or label.connector or "")[:64],  # resolved name first
-        created_by=user,
-        team=_team(label),
-        system_generated=system,
-        attachment_count=len(attachments),
-        attachment_names=attachments,
-        body_stored=bool(store_body),
-        body_text=text,
-        body_html=html,
-        merge_field=(getattr(message, MERGE_FIELD_ATTRIBUTE, None) or None) if merge_data else None,
-        **_related(label.related),
-    )
+    team = _team(label)
     # Plain value rows, not model instances: a mailing's chunk has hundreds.
-    rows = [
-        (row.pk, now, address, name, role, status, now)
+    recipients = [
+        {
+            "created_at": now,
+            "address": address,
+            "name": name,
+            "role": role,
+            "status": status,
+            "status_at": now,
+        }
         for role, values in ((Role.TO, message.to), (Role.CC, message.cc), (Role.BCC, message.bcc))
         for address, name in _addresses(values)
     ]
-    names = ["message", "created_at", "address", "name", "role", "status", "status_at"]
     if merge_data:  # a batch: what each recipient got (merging.py)
-        names.append("merge_values")
-        rows = [(*r, values_to_keep(merge_data.get(r[2]))) for r in rows]
-    insert_rows(Recipient, names, rows)
-    setattr(message, PK_ATTRIBUTE, row.pk)
-    return row
+        for row in recipients:
+            row["merge_values"] = values_to_keep(merge_data.get(row["address"]))
+    pk = insert_linked(
+        Message,
+        dict(
+            created_at=now,
+            subject=storable.text(str(message.subject or "")),
+            from_email=storable.text(str(message.from_email or ""))[:320],
+            reply_to=[storable.text(str(a)) for a in (message.reply_to or [])],
+            headers=headers,
+            tags=storable.json_value(list(getattr(message, "tags", None) or [])),
+            metadata=storable.json_value(dict(getattr(message, "metadata", None) or {})),
+            importance=_importance(label.importance, headers),
+            source=source[:64],
+            esp_name=esp_name[:64],
+            connector=(connector or label.connector or "")[:64],  # resolved name first
+            created_by_id=user.pk if user is not None else None,
+            team_id=team.pk if team is not None else None,
+            system_generated=system,
+            attachment_count=len(attachments),
+            attachment_names=attachments,
+            body_stored=bool(store_body),
+            body_text=text,
+            body_html=html,
+            merge_field=(getattr(message, MERGE_FIELD_ATTRIBUTE, None) or None)
+            if merge_data
+            else None,
+            **_related(label.related),
+        ),
+        Linked(Recipient, "message", recipients),
+        *linked,
+    )
+    setattr(message, PK_ATTRIBUTE, pk)
+    return pk
 
 
 def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None:
@@ -253,7 +275,7 @@ def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None
             status__in=[rules.Status.CANCELLED, rules.Status.BLOCKED]
         ).update(status=rules.Status.SENDING, status_at=timezone.now())
     else:
-        pk = record_message(message, esp_name=esp_name).pk
+        pk = record_message(message, esp_name=esp_name)
     suppress(message, pk)
 
 

@@ -60,6 +60,7 @@ class Message(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,  # led by Meta.indexes' composite index
     )
     object_id = models.CharField(_("related id"), max_length=64, blank=True)
     related_object = GenericForeignKey("content_type", "object_id")
@@ -77,6 +78,7 @@ class Message(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,  # led by Meta.indexes' composite index
     )
     team = models.ForeignKey(
         "auth.Group",
@@ -85,6 +87,7 @@ class Message(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,  # led by Meta.indexes' composite index
     )
     system_generated = models.BooleanField(_("system-generated"), default=False)
 

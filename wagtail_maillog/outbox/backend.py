@@ -4,13 +4,16 @@ Sending becomes: record the message (status "pending"), put it in the
 outbox, wake a django-q2 worker after the transaction commits. The worker
 sends it through its connector (see :mod:`wagtail_maillog.outbox.worker`).
 
-Queueing one mail is three statements: the message, its recipients and the
-outbox row, whose INSERT also reads the connector's switch
-(:func:`.connectors.queued_state`).
+Queueing one mail writes the message, its recipients and the outbox row, whose
+INSERT also reads the connector's switch (:func:`.connectors.queued_state`):
+one statement on PostgreSQL, three elsewhere (:func:`..bulk.insert_linked`),
+built once per connection, not model instances saved: one ``send()`` per mail
+is how most sites send.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +22,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from .. import status as rules
+from ..bulk import Linked
 from ..conf import get_setting
 from ..context import label_for
 from ..models import OutboxItem, SendState
@@ -37,51 +41,33 @@ def _when(label: Any, now: datetime) -> tuple[str, datetime]:
     return SendState.QUEUED, now + timedelta(seconds=delay or 0)
 
 
-def enqueue(message: Any) -> OutboxItem:
-    """Record ``message`` and put it in the outbox (inside the caller's transaction)."""
+def enqueue(message: Any) -> int:
+    """Record ``message`` and put it in the outbox; the message's pk."""
     label = label_for(message)
     connector = connectors.resolve(label.connector)
     now = timezone.now()
-    row = record_message(message, connector=connector, status=rules.Status.PENDING)
     state, due = _when(label, now)
     if state == SendState.QUEUED:
         state = connectors.queued_state(connector)
+        if not connections[router.db_for_write(OutboxItem)].features.can_return_columns_from_insert:
+            # MySQL: without RETURNING, nothing to gain; the switch is read first.
+            enabled = connectors.is_enabled(connector)
+            state = SendState.QUEUED if enabled else SendState.CONNECTOR_DISABLED
     payload, mac = dump(message)
-    return _insert(
-        OutboxItem(
-            message=row,
-            connector=connector,
-            state=state,
-            created_at=now,
-            next_attempt_at=due,
-            payload=payload,
-            payload_mac=mac,
-        )
+    outbox = {
+        "connector": connector,
+        "state": state,
+        "created_at": now,
+        "next_attempt_at": due,
+        "payload": payload,
+        "payload_mac": mac,
+    }
+    return record_message(
+        message,
+        connector=connector,
+        status=rules.Status.PENDING,
+        linked=[Linked(OutboxItem, "message", [outbox])],
     )
-
-
-def _insert(item: OutboxItem) -> OutboxItem:
-    """INSERT ``item``; a state the INSERT decides comes back with the pk (RETURNING).
-
-    MySQL, which has no RETURNING, decides the state with a query first.
-    """
-    if not hasattr(item.state, "resolve_expression"):
-        item.save(force_insert=True)
-        return item
-    using = router.db_for_write(OutboxItem)
-    if not connections[using].features.can_return_columns_from_insert:
-        enabled = connectors.is_enabled(item.connector)
-        item.state = SendState.QUEUED if enabled else SendState.CONNECTOR_DISABLED
-        item.save(force_insert=True)
-        return item
-    meta = OutboxItem._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
-    [(pk, state)] = OutboxItem._base_manager._insert(
-        [item], fields=fields, returning_fields=[meta.pk, meta.get_field("state")], using=using
-    )
-    item.pk, item.state = pk, state
-    item._state.adding, item._state.db = False, using
-    return item
 
 
 class OutboxBackend(BaseEmailBackend):
@@ -92,7 +78,8 @@ class OutboxBackend(BaseEmailBackend):
             return 0
         from .worker import wake
 
-        with transaction.atomic():
+        # One mail is atomic by itself (record_message), and one statement on PostgreSQL.
+        with transaction.atomic() if len(email_messages) > 1 else nullcontext():
             for message in email_messages:
                 enqueue(message)
             transaction.on_commit(wake)

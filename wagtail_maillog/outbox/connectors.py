@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -77,7 +78,7 @@ def queued_state(name: str) -> Any:
     claims only mail of enabled connectors): this state is what the outbox shows
     until then, not what decides whether mail leaves.
     """
-    from django.db import connections, router
+    from django.db import router
     from django.db.models import CharField
     from django.db.models.expressions import RawSQL
 
@@ -87,12 +88,23 @@ def queued_state(name: str) -> Any:
         return SendState.CONNECTOR_DISABLED
     # Raw SQL: a queryset expression cost more to compile, for each mail, than the
     # query it saves.
-    quote = connections[router.db_for_read(ConnectorState)].ops.quote_name
     return RawSQL(
-        f"CASE WHEN EXISTS (SELECT 1 FROM {quote(ConnectorState._meta.db_table)} "
-        f"WHERE {quote('name')} = %s AND {quote('enabled')} = %s) THEN %s ELSE %s END",
+        _switch_sql(router.db_for_read(ConnectorState)),
         (name, False, SendState.CONNECTOR_DISABLED.value, SendState.QUEUED.value),
         output_field=CharField(),
+    )
+
+
+@functools.cache
+def _switch_sql(alias: str) -> str:
+    from django.db import connections
+
+    from ..models import ConnectorState
+
+    quote = connections[alias].ops.quote_name
+    return (
+        f"CASE WHEN EXISTS (SELECT 1 FROM {quote(ConnectorState._meta.db_table)} "
+        f"WHERE {quote('name')} = %s AND {quote('enabled')} = %s) THEN %s ELSE %s END"
     )
 
 
