@@ -42,6 +42,7 @@ from .models import Address, Event, Recipient
 from .models.addresses import PROBLEM_FOR_STATUS
 from .redaction import redact
 from .signals import status_changed, status_changing
+from .sqlite_writers import queued_writer
 
 logger = logging.getLogger("wagtail_maillog")
 
@@ -455,10 +456,10 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
         row = next(iter(prepared.values()))
         # SQLite: built before BEGIN IMMEDIATE takes the database's one write lock.
         first = _first_insert(row) if _returns_from_insert() else None
-        with transaction.atomic():
+        with queued_writer(connection), transaction.atomic():
             _ingest_one(row, result, first)
         return result
-    with transaction.atomic():
+    with queued_writer(connection), transaction.atomic():
         known = _known_keys(list(prepared))
         rows = [row for key, row in prepared.items() if key not in known]
         result.duplicates += len(known)
