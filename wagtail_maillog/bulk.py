@@ -480,6 +480,12 @@ def update_fields(
         return
     model = model or type(objs[0])
     connection = connections[router.db_for_write(model)]
+    if len(objs) == 1:  # one event's recipient: a plain UPDATE, built once
+        sql, prepared = _row_update(model, tuple(names), connection)
+        params = [convert([getattr(objs[0], attname)])[0] for convert, attname in prepared]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        return
     fields = _concrete(model, names)
     pk = model._meta.pk
     columns = [
@@ -514,6 +520,25 @@ def update_fields(
             f"AS v({', '.join(aliases)}, pk) WHERE {table}.{quote(pk.column)} = v.pk",
             columns,
         )
+
+
+def _row_update(
+    model: type[models.Model], names: tuple[str, ...], connection: Any
+) -> tuple[str, list[tuple[Callable[[list[Any]], list[Any]], str]]]:
+    """The UPDATE of one row's named fields by pk, and each parameter's converter and
+    attribute (the pk last)."""
+    compiled = _compiled.setdefault(connection, {})
+    key = ("update", model, names)
+    if key not in compiled:
+        fields, pk = _concrete(model, names), model._meta.pk
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+        compiled[key] = (
+            f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(pk.column)} = %s",
+            [(column_converter(f, connection), f.attname) for f in fields]
+            + [(column_converter(pk, connection), "pk")],
+        )
+    return compiled[key]
 
 
 def _update_joined(

@@ -15,6 +15,7 @@ SparkPost use one id for every recipient of a message.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -569,36 +570,48 @@ def _event_insert(row: EventRow, match: bool) -> tuple[str, list[Any]]:
     an address, the message's only recipient.
     """
     fields = _event_fields()
-    values = (*row.values(), timezone.now())
-    params = _convert(fields, values)
-    placeholders = [_cast(f) for f in fields]
-    if match and row.esp_message_id:
-        recipient = Recipient._meta.db_table
+    params = _convert(fields, (*row.values(), timezone.now()))
+    finds = "" if not (match and row.esp_message_id) else "address" if row.address else "only"
+    if finds:
         index = EventRow.COLUMNS.index("recipient")
-        if row.address:
-            placeholders[index] = (
-                f"(SELECT MIN(id) FROM {_quote(recipient)} "
-                "WHERE esp_message_id = %s AND address = %s)"
-            )
-            params[index : index + 1] = [row.esp_message_id, row.address]
-        else:
-            placeholders[index] = (
-                f"COALESCE((SELECT MIN(id) FROM {_quote(recipient)} "
-                "WHERE esp_message_id = %s AND address = ''), "
-                "(SELECT CASE WHEN COUNT(*) = 1 THEN MIN(id) END "
-                f"FROM {_quote(recipient)} WHERE esp_message_id = %s))"
-            )
-            params[index : index + 1] = [row.esp_message_id, row.esp_message_id]
+        ids = [row.esp_message_id, row.address if finds == "address" else row.esp_message_id]
+        params[index : index + 1] = ids
+    if connection.vendor != "mysql":
+        params.append(row.dedupe_key)
+    return _event_insert_sql(connection.alias, connection.vendor, finds), params
+
+
+@functools.cache
+def _event_insert_sql(alias: str, vendor: str, finds: str) -> str:
+    """:func:`_event_insert`'s SQL, the same for every event of a kind: built once.
+
+    ``finds``: how the INSERT picks the recipient ("address": by the event's ESP id
+    and address; "only": the message's only recipient; "": given as a parameter).
+    """
+    fields = _event_fields()
+    placeholders = [_cast(f) for f in fields]
+    recipient = _quote(Recipient._meta.db_table)
+    index = EventRow.COLUMNS.index("recipient")
+    if finds == "address":
+        placeholders[index] = (
+            f"(SELECT MIN(id) FROM {recipient} WHERE esp_message_id = %s AND address = %s)"
+        )
+    elif finds == "only":
+        placeholders[index] = (
+            f"COALESCE((SELECT MIN(id) FROM {recipient} "
+            "WHERE esp_message_id = %s AND address = ''), "
+            "(SELECT CASE WHEN COUNT(*) = 1 THEN MIN(id) END "
+            f"FROM {recipient} WHERE esp_message_id = %s))"
+        )
     table = _quote(Event._meta.db_table)
     into = f"{table} ({', '.join(_quote(f.column) for f in fields)})"
-    if connection.vendor == "mysql":
-        return f"INSERT IGNORE INTO {into} VALUES ({', '.join(placeholders)})", params
+    if vendor == "mysql":
+        return f"INSERT IGNORE INTO {into} VALUES ({', '.join(placeholders)})"
     # Not even tried when stored already: on SQLite a refused INSERT still writes
     # (AUTOINCREMENT's counter), which made a repeated event a write transaction.
     return (
         f"INSERT INTO {into} SELECT {', '.join(placeholders)} "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE dedupe_key = %s)",
-        [*params, row.dedupe_key],
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE dedupe_key = %s)"
     )
 
 
@@ -607,26 +620,31 @@ def _first_insert(row: EventRow) -> tuple[str, list[Any]]:
     concerns and whether its address has an :class:`Address` row (most recipients of
     a site's mail are nobody's member: their events then move no ``last_event_at``)."""
     sql, params = _event_insert(row, match=True)
-    returning = f"{_quote(Event._meta.db_table)}.{_quote('recipient_id')}"
     if row.esp_message_id:
-        recipient = _quote(Recipient._meta.db_table)
+        params += [row.esp_message_id, row.address]
+    if row.address:
+        params.append(normalize(row.address))
+    return sql + _first_returning(bool(row.esp_message_id), bool(row.address)), params
+
+
+@functools.cache
+def _first_returning(esp_id: bool, address: bool) -> str:
+    """:func:`_first_insert`'s conflict and RETURNING clauses, built once per kind."""
+    returning = f"{_quote(Event._meta.db_table)}.{_quote('recipient_id')}"
+    targets = "NULL"
+    if esp_id:
         targets = (
             "(SELECT json_group_array(json_array(r.id, r.address, r.status, r.status_at, "
-            f"r.opened_at, r.reason)) FROM {recipient} AS r WHERE r.esp_message_id = %s "
-            f"AND (r.address = %s OR r.id = {returning}))"
+            f"r.opened_at, r.reason)) FROM {_quote(Recipient._meta.db_table)} AS r "
+            f"WHERE r.esp_message_id = %s AND (r.address = %s OR r.id = {returning}))"
         )
-        params += [row.esp_message_id, row.address]
-    else:
-        targets = "NULL"
-    if row.address:
+    member = "1"  # no address: the message's only recipient, whoever it is (the UPDATE asks)
+    if address:
         member = (
             f"EXISTS (SELECT 1 FROM {_quote(Address._meta.db_table)} WHERE "
             f"{_quote('address')} = %s)"
         )
-        params.append(normalize(row.address))
-    else:
-        member = "1"  # the message's only recipient, whoever it is: asked in the UPDATE
-    return f"{sql} ON CONFLICT DO NOTHING RETURNING {returning}, {targets}, {member}", params
+    return f" ON CONFLICT DO NOTHING RETURNING {returning}, {targets}, {member}"
 
 
 def _insert_first(row: EventRow, first: tuple[str, list[Any]]) -> list[StatusChange] | None:

@@ -24,6 +24,7 @@ What this guarantees, and the tests that prove it: docs/reliability.md.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -87,6 +88,7 @@ def _esp_unavailable() -> HttpResponse:
 ESP_ALIASES = {"sendinblue": "brevo"}
 
 
+@functools.lru_cache(maxsize=256)
 def esp_key(name: str) -> str:
     """``"Amazon SES"``, ``"amazon_ses"`` or ``"amazon_ses/"`` -> ``"amazon_ses"``."""
     key = re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
@@ -122,6 +124,7 @@ def _backend_paths() -> list[str]:
     return [p for p in paths if isinstance(p, str) and p]
 
 
+@functools.lru_cache(maxsize=64)  # read on every webhook request: import once
 def backend_esp(path: str) -> str | None:
     """The ESP an email backend sends through: its anymail ``esp_name``, if it has one.
 
