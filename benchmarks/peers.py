@@ -25,7 +25,8 @@ the loopback fake Postmark API of tests/fake_esp.py, in a process of its own:
    changelist, each at 200,000 rows (5,000 with --quick).
 
 Each child (:mod:`benchmarks.peers_run`) is a fresh process; see there for
-what is counted and how.
+what is counted and how. ``MAILLOG_PEERS_PARTS`` (comma-separated: drains,
+webhooks, rss, pages) runs some of the parts only.
 """
 
 from __future__ import annotations
@@ -791,15 +792,30 @@ def pages(rows: int) -> list[Figure]:
     return figures
 
 
+#: The parts of the run, in order; ``MAILLOG_PEERS_PARTS=webhooks,pages`` runs some.
+PARTS = ("drains", "webhooks", "rss", "pages")
+
+
 def run(quick: bool) -> list[Figure]:
     sizes = QUICK if quick else FULL
+    parts = os.environ.get("MAILLOG_PEERS_PARTS", ",".join(PARTS)).split(",")
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"MAILLOG_PEERS_PARTS: no part {sorted(unknown)}; the parts: {PARTS}")
     migrate_peers()
     counter.install()
-    figures, queueing = drains(sizes.drain)
-    figures = queueing_figures(queueing) + figures
-    figures += webhooks(sizes.events)
-    figures += rss(sizes)
-    figures += pages(sizes.rows)
+    figures: list[Figure] = []
+    if "drains" in parts:
+        figures, queueing = drains(sizes.drain)
+        figures = queueing_figures(queueing) + figures
+    if "webhooks" in parts:
+        if "drains" not in parts:  # the events are for mail ours handed over
+            drain_once("ours", 1, WARM_UP_EVENTS + sizes.events, 0.0)
+        figures += webhooks(sizes.events)
+    if "rss" in parts:
+        figures += rss(sizes)
+    if "pages" in parts:
+        figures += pages(sizes.rows)
     return figures
 
 
