@@ -115,6 +115,15 @@ def run_counted(count: int, prefix: str) -> int:
     return sent.count
 
 
+def _queue(count: int, subject: str, prefix: str, connector: str) -> None:
+    """``count`` one-recipient mails through ``connector`` (subject "<subject> i", to
+    "<prefix>i@example.com")."""
+    for i in range(count):
+        msg = EmailMessage(f"{subject} {i}", "Body", "s@example.com", [f"{prefix}{i}@example.com"])
+        label(msg, connector=connector)
+        msg.send()
+
+
 def test_a_batch_costs_the_same_statements_for_more_mail():
     """Marking a batch in progress and storing its outcomes: constant statements, whatever
     the outcomes (answered, plain, retried, held back); before, ~22 per mail."""
@@ -151,10 +160,7 @@ def test_a_run_costs_at_most_five_statements_per_mail(settings):
 
 
 def test_every_attempt_of_a_batch_is_written_before_the_first_esp_call():
-    for i in range(12):
-        msg = EmailMessage(f"Peek {i}", "Body", "s@example.com", [f"p{i}@example.com"])
-        label(msg, connector="peek")
-        msg.send()
+    _queue(12, "Peek", "p", connector="peek")
     assert "sent 12" in worker.process_outbox(time_budget=60)
     assert Peeking.started[0] == 12  # so a worker that dies mid-batch leaves none unrecorded
     assert SendAttempt.objects.filter(outcome="sent").count() == 12
@@ -170,10 +176,7 @@ def test_a_batch_of_several_recipients_is_handed_over_alone():
         )
         label(msg, connector="peek")
         msg.send()
-    for i in range(2):
-        msg = EmailMessage(f"Single {i}", "Body", "s@example.com", [f"s{i}@example.com"])
-        label(msg, connector="peek")
-        msg.send()
+    _queue(2, "Single", "s", connector="peek")
     assert "sent 5" in worker.process_outbox(time_budget=60)
     assert Peeking.started == [2, 2, 1, 1, 1]
     assert Recipient.objects.filter(status=Status.SENT).count() == 8
@@ -184,10 +187,7 @@ def test_one_backend_and_one_connection_to_the_esp_per_run(fake_esp: FakeESP, se
     settings.ANYMAIL = fake_esp.anymail_settings()
     settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
     settings.WAGTAIL_MAILLOG["SEND_THREADS"] = 1
-    for i in range(12):
-        msg = EmailMessage(f"Kept {i}", "Body", "s@example.com", [f"k{i}@example.com"])
-        label(msg, connector="pm")
-        msg.send()
+    _queue(12, "Kept", "k", connector="pm")
     assert "sent 12" in worker.process_outbox(time_budget=60)
     assert len(fake_esp.sent) == 12
     assert fake_esp.connections == 1  # before: one TCP connection (and backend) per mail
@@ -210,10 +210,7 @@ def test_a_slow_esps_calls_overlap_and_the_database_work_stays_in_the_worker(
         threads.append(threading.current_thread().name)
         Recipient.objects.filter(message_id=message._maillog_pk).count()  # reads the database
 
-    for i in range(24):
-        msg = EmailMessage(f"Slow {i}", "Body", "s@example.com", [f"w{i}@example.com"])
-        label(msg, connector="pm")
-        msg.send()
+    _queue(24, "Slow", "w", connector="pm")
     post_send.connect(another_apps_receiver, dispatch_uid="test-thread")
     try:
         assert "sent 24" in worker.process_outbox(time_budget=60)
@@ -270,10 +267,7 @@ def test_a_plain_backend_is_made_and_opened_once_per_run(settings):
     settings.WAGTAIL_MAILLOG["CONNECTORS"]["smtp"] = {
         "BACKEND": "tests.test_outbox_batching.CountingBackend"
     }
-    for i in range(6):
-        msg = EmailMessage(f"Plain {i}", "Body", "s@example.com", [f"d{i}@example.com"])
-        label(msg, connector="smtp")
-        msg.send()
+    _queue(6, "Plain", "d", connector="smtp")
     assert "sent 6" in worker.process_outbox(time_budget=60)
     assert len(mail.outbox) == 6
     assert (CountingBackend.made, CountingBackend.opened) == (1, 1)  # before: 6 of each

@@ -207,8 +207,7 @@ def test_purge_handles_every_foreign_key_to_what_it_deletes():
 
 ONE_EVENT_LIMIT = 3
 #: Queueing one mail: the message, its recipients and the outbox row; on PostgreSQL
-#: one statement (data-modifying CTEs, bulk.insert_linked). MySQL 8 (no RETURNING)
-#: reads the connector's switch first.
+#: one statement (data-modifying CTEs, bulk.insert_linked).
 QUEUE_LIMIT = {"postgresql": 1}.get(connection.vendor, 3)
 POSTMARK_URL = "/anymail/postmark/tracking/"
 

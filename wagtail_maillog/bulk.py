@@ -120,6 +120,16 @@ def column_converter(field: models.Field, connection: Any) -> Callable[[list[Any
     return compiled[key]
 
 
+def converters(fields: Sequence[models.Field], connection: Any) -> tuple[Converter, ...]:
+    """:func:`converter` of each field, built once per connection (per thread: a
+    converter may remember its last value) and fields."""
+    compiled = _compiled.setdefault(connections[connection.alias], {})  # not django.db's proxy
+    key = ("converters", *fields)
+    if key not in compiled:
+        compiled[key] = tuple(converter(field, connection) for field in fields)
+    return compiled[key]
+
+
 def _column_converter(field: models.Field, connection: Any) -> Callable[[list[Any]], list[Any]]:
     convert, kept = _converters(field, connection)
 
@@ -341,7 +351,7 @@ def _shape(model: type[models.Model], values: dict[str, Any], connection: Any) -
             columns=", ".join(quote(f.column) for f in fields),
             placeholders=tuple(f"({sql})" if sql else "%s" for sql in fragments)
             + ("%s",) * len(others),
-            converters=tuple(converter(field, connection) for field in fields),
+            converters=converters(fields, connection),
             given=len(named),
         )
     return compiled[key]

@@ -37,7 +37,7 @@ from django.utils import timezone
 from . import status as rules
 from . import storable
 from .addresses import normalize
-from .bulk import JSONText, converter, filter_in, insert_rows, update_fields
+from .bulk import JSONText, converters, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Address, Event, Recipient
 from .models.addresses import PROBLEM_FOR_STATUS
@@ -539,17 +539,11 @@ def _event_fields() -> list[Any]:
     return [Event._meta.get_field(name) for name in (*EventRow.COLUMNS, "received_at")]
 
 
-_CONVERTERS: dict[tuple[Any, ...], list[Any]] = {}
-
-
 def _convert(fields: Sequence[Any], values: Sequence[Any]) -> list[Any]:
-    """``values`` prepared for their ``fields`` as a save would (:func:`.bulk.converter`),
-    with the converters built once per database and fields, not per request."""
-    key = (connection.alias, connection.vendor, *fields)
-    converters = _CONVERTERS.get(key)
-    if converters is None:
-        converters = _CONVERTERS[key] = [converter(f, connection) for f in fields]
-    return [convert(v) for convert, v in zip(converters, values, strict=True)]
+    """``values`` prepared for their ``fields`` as a save would (:func:`.bulk.converters`,
+    built once per connection, not per request)."""
+    prepared = converters(fields, connection)
+    return [convert(v) for convert, v in zip(prepared, values, strict=True)]
 
 
 def _cast(field: Any) -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .. import status as rules
@@ -48,11 +48,7 @@ def enqueue(message: Any) -> int:
     now = timezone.now()
     state, due = _when(label, now)
     if state == SendState.QUEUED:
-        state = connectors.queued_state(connector)
-        if not connections[router.db_for_write(OutboxItem)].features.can_return_columns_from_insert:
-            # MySQL: without RETURNING, nothing to gain; the switch is read first.
-            enabled = connectors.is_enabled(connector)
-            state = SendState.QUEUED if enabled else SendState.CONNECTOR_DISABLED
+        state = connectors.queued_state(connector)  # the INSERT reads the switch
     payload, mac = dump(message)
     outbox = {
         "connector": connector,
