@@ -306,6 +306,25 @@ def test_one_event_requests_cost_at_most_three_statements(client, webhook_auth, 
         assert counts["no address row"] == 2, counts
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's compare-and-set path")
+def test_postgresql_stores_one_event_in_two_statements_without_a_transaction(
+    client, webhook_auth, two_sent
+):
+    """A read without a lock, then one statement: no BEGIN and COMMIT of its own (in a
+    test a transaction of its own shows as a savepoint)."""
+    with DataStatements() as sent:
+        assert (
+            post_json(
+                client, POSTMARK_URL, postmark("Delivery", "pm-1", "ann@example.com"), webhook_auth
+            ).status_code
+            == 200
+        )
+    assert sent.count == 2, sent.sql
+    assert not any(q["sql"].upper().startswith("SAVEPOINT") for q in sent.inner.captured)
+    assert "FOR NO KEY UPDATE" not in sent.sql[0] and "FOR NO KEY UPDATE" in sent.sql[1]
+    assert Recipient.objects.get(address="ann@example.com").status == "delivered"
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own path")
 def test_sqlite_without_returning_stores_the_same(client, webhook_auth, two_sent, monkeypatch):
     """SQLite before 3.35 (no RETURNING) takes the path of the other databases."""
@@ -374,7 +393,7 @@ def test_an_event_stored_meanwhile_changes_nothing_twice(monkeypatch):
     Recipient.objects.update(status="queued")  # so that a second move would show
 
     # The SELECT does not see the stored event (where there is one: not on SQLite).
-    def unaware(row):
+    def unaware(row, lock=True):
         found = Recipient.objects.filter(esp_message_id=row.esp_message_id)
         return [
             events.RecipientState(*v) for v in found.values_list(*events.RecipientState.FIELDS)
@@ -384,6 +403,43 @@ def test_an_event_stored_meanwhile_changes_nothing_twice(monkeypatch):
     again = events.ingest([(tracking_event(), "Test")])
     assert (again.stored, again.duplicates, again.changes) == (0, 1, [])
     assert Recipient.objects.get().status == "queued" and Event.objects.count() == 1
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="the only unlocked SELECT: SQLite has one writer, MariaDB's SELECT locks",
+)
+def test_a_recipient_moved_after_the_select_gets_the_event_on_its_new_state(
+    client, webhook_auth, two_sent
+):
+    """Another request moves the recipient between this request's SELECT and its write
+    (here: an open at 16:40 lands first). The delivery of 16:33, decided on the state
+    the SELECT read, would put the recipient back to "delivered"; it is applied to the
+    new state instead, and the recipient stays "opened": the unlocked write finds the
+    recipient changed, writes nothing, and the locked path stores the event."""
+    opened = timezone.datetime(2026, 11, 5, 16, 40, tzinfo=timezone.UTC)
+    moved: list[str] = []
+
+    def move_after_the_select(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if (
+            not moved
+            and "esp_message_id" in sql
+            and sql.lstrip().upper().startswith(("SELECT", "WITH LOCKED"))
+        ):
+            moved.append(sql)
+            Recipient.objects.filter(address="ann@example.com").update(
+                status="opened", status_at=opened, opened_at=opened
+            )
+        return result
+
+    with connection.execute_wrapper(move_after_the_select), DataStatements() as sent:
+        payload = postmark("Delivery", "pm-1", "ann@example.com")
+        assert post_json(client, POSTMARK_URL, payload, webhook_auth).status_code == 200
+    ann = Recipient.objects.get(address="ann@example.com")
+    assert (ann.status, ann.status_at) == ("opened", opened)
+    assert ann.events.get().event_type == "delivered"
+    assert moved and any("FOR NO KEY UPDATE" in sql for sql in sent.sql[2:]), sent.sql
 
 
 @pytest.mark.parametrize(
@@ -412,7 +468,7 @@ def test_an_event_whose_mail_was_handed_over_after_the_select_finds_its_recipien
     the INSERT after the advisory lock finds it, and the status moves."""
     send_with_ids(["ann@example.com"], "esp-1")
     Address.objects.create(address="ann@example.com")
-    monkeypatch.setattr(events, "_locked_recipients", lambda row: ([], False))
+    monkeypatch.setattr(events, "_locked_recipients", lambda row, lock=True: ([], False))
     with DataStatements() as sent:
         result = events.ingest([(tracking_event(), "Test")])
     assert (result.stored, result.orphans) == (1, 0)
@@ -471,24 +527,31 @@ def test_a_failed_statement_of_one_event_stores_nothing_and_the_retry_stores_onc
     connection.vendor == "sqlite", reason="several connections at once: PostgreSQL and MariaDB"
 )
 @pytest.mark.django_db(transaction=True)
-def test_one_event_requests_at_once_keep_every_guarantee(webhook_auth):
+@pytest.mark.parametrize("recipients, opens", [(12, 1), (2, 8)])
+def test_one_event_requests_at_once_keep_every_guarantee(webhook_auth, recipients, opens):
     """Eight clients post one event per request at once: every event of 12 recipients
-    (deliveries, opens, bounces), each twice. Each is stored once, each recipient ends
-    at its best status, bounced addresses get the problem status; a 503 (a lock that
-    waited too long, a deadlock) is retried as an ESP would."""
+    (deliveries, opens, bounces), each twice; or of 2 recipients with 8 opens each, so
+    that requests often find their recipient moved by another after their SELECT (on
+    PostgreSQL the unlocked write then falls back to the locked path). Each is stored
+    once, each recipient ends at its best status with its first open, bounced addresses
+    get the problem status; a 503 (a lock that waited too long, a deadlock) is retried
+    as an ESP would."""
     import random
     import threading
 
     from django.db import connections
     from django.test import Client
 
-    ids = {f"r{i}@example.com": f"pm-{i}" for i in range(12)}
+    ids = {f"r{i}@example.com": f"pm-{i}" for i in range(recipients)}
     for address, esp_id in ids.items():
         send_with_ids([address], esp_id)
     Address.objects.bulk_create(Address(address=a) for a in ids)
     bounced = {a for n, a in enumerate(ids) if n % 3 == 0}
-    payloads = [
-        postmark(kind, esp_id, a) for a, esp_id in ids.items() for kind in ("Delivery", "Open")
+    payloads = [postmark("Delivery", esp_id, a) for a, esp_id in ids.items()]
+    payloads += [
+        postmark("Open", esp_id, a, ReceivedAt=f"2026-11-05T16:4{n}:00Z")
+        for a, esp_id in ids.items()
+        for n in reversed(range(opens))
     ]
     payloads += [postmark("Bounce", ids[a], a) for a in bounced]
     payloads *= 2
@@ -521,6 +584,8 @@ def test_one_event_requests_at_once_keep_every_guarantee(webhook_auth):
     assert not Event.objects.filter(recipient__isnull=True).exists()
     statuses = dict(Recipient.objects.values_list("address", "status"))
     assert statuses == {a: "bounced" if a in bounced else "opened" for a in ids}
+    first_open = timezone.datetime(2026, 11, 5, 16, 40, tzinfo=timezone.UTC)
+    assert set(Recipient.objects.values_list("opened_at", flat=True)) == {first_open}
     marked = dict(Address.objects.values_list("address", "status"))
     assert marked == {a: AddressStatus.BOUNCED if a in bounced else "unconfirmed" for a in ids}
     assert not Address.objects.filter(last_event_at__isnull=True).exists()

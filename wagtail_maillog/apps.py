@@ -20,10 +20,10 @@ class WagtailMailLogConfig(AppConfig):
         tracking.connect(on_tracking, dispatch_uid="wagtail_maillog.tracking")
 
         from .addresses.health import on_status_changed
-        from .signals import status_changing
+        from .signals import HEALTH_RECEIVER, status_changing
 
         # In the transaction that stores status changes: see signals.status_changing.
-        status_changing.connect(on_status_changed, dispatch_uid="wagtail_maillog.health")
+        status_changing.connect(on_status_changed, dispatch_uid=HEALTH_RECEIVER)
         install_failure_hook()  # a refused or unreachable ESP is recorded too
 
         from django.db.models.signals import post_migrate

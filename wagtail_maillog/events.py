@@ -42,7 +42,7 @@ from .conf import get_setting
 from .models import Address, Event, Recipient
 from .models.addresses import PROBLEM_FOR_STATUS
 from .redaction import redact
-from .signals import status_changed, status_changing
+from .signals import HEALTH_RECEIVER, status_changed, status_changing
 from .sqlite_writers import queued_writer
 
 logger = logging.getLogger("wagtail_maillog")
@@ -455,6 +455,8 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
 
     if len(prepared) == 1:
         row = next(iter(prepared.values()))
+        if _unlocked(row) and _ingest_unlocked(row, result):
+            return result
         # SQLite: built before BEGIN IMMEDIATE takes the database's one write lock.
         first = _first_insert(row) if _returns_from_insert() else None
         with queued_writer(connection), transaction.atomic():
@@ -489,7 +491,13 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
 #   itself and returns the state of the recipients it concerns; a repeated event
 #   inserts nothing and costs that one statement. Then the recipients' UPDATE and
 #   the address's ``last_event_at``.
-# PostgreSQL: one SELECT says whether the event is stored already and, if not,
+# PostgreSQL, most events (:func:`_ingest_unlocked`): two statements and no
+#   transaction of their own. The SELECT reads the recipients without a lock; the
+#   write is one statement that first locks them where they still have the state the
+#   SELECT read (compare-and-set), and stores the event (and moves them) only if they
+#   all do. When another request moved one meanwhile, nothing is written and the
+#   event takes the locked path:
+# PostgreSQL, locked: one SELECT says whether the event is stored already and, if not,
 #   reads and locks (``FOR NO KEY UPDATE``) the recipients; then one statement
 #   writes the event, the recipients and the address (data-modifying CTEs), each
 #   write only if the INSERT stored the event. An event whose ESP id no recipient
@@ -513,12 +521,54 @@ def _ingest_one(
     """Store one event (inside the caller's transaction), in at most three statements
     when its status change needs no change of an address's status.
 
-    ``first``: SQLite's INSERT of the event (:func:`_first_insert`)."""
-    changes = _insert_first(row, first) if first is not None else _read_first(row)
+    ``first``: SQLite's INSERT of the event (:func:`_insert_first`)."""
+    _count(row, result, _insert_first(row, first) if first is not None else _read_first(row))
+
+
+def _count(row: EventRow, result: IngestResult, changes: list[StatusChange] | None) -> None:
+    """``result`` of one event: ``changes`` None means it was stored already."""
     if changes is None:
         result.duplicates += 1
-        return
-    result.stored, result.orphans, result.changes = 1, int(row.recipient is None), changes
+    else:
+        result.stored, result.orphans = 1, int(row.recipient is None)
+        result.changes = changes
+
+
+def _unlocked(row: EventRow) -> bool:
+    """Whether ``row`` may take the PostgreSQL path without a transaction: its status
+    marks no address (a bounce's address health writes in the store's transaction),
+    and no other app listens to ``status_changing`` (whose receivers run in it)."""
+    return (
+        connection.vendor == "postgresql"
+        and rules.status_for_event(row.event_type, row.reject_reason or None)
+        not in PROBLEM_FOR_STATUS
+        and all(entry[0][0] == HEALTH_RECEIVER for entry in status_changing.receivers)
+    )
+
+
+def _ingest_unlocked(row: EventRow, result: IngestResult) -> bool:
+    """PostgreSQL: store one event in two statements, each its own transaction (see
+    the comment above :func:`_ingest_one`). False: nothing was written, and the
+    event takes the locked path (another request moved one of its recipients after
+    the SELECT)."""
+    recipients, stored = _locked_recipients(row, lock=False)
+    if stored:
+        _count(row, result, None)
+        return True
+    read = [(r.pk, r.status, r.status_at, r.opened_at, r.reason) for r in recipients]
+    changed, changes = apply_events([row], recipients)
+    if row.esp_message_id and not recipients:
+        with transaction.atomic():  # its mail may be being handed over: the advisory lock
+            _count(row, result, _store_unmatched(row))
+        return True
+    addresses = _touched_addresses(changes)
+    inserted, as_read = _write_postgresql(row, changed, addresses, timezone.now(), read)
+    if not inserted and not as_read:
+        return False
+    if inserted:
+        announce(changes, last_event_stored=True)  # no transaction: status_changed at once
+    _count(row, result, changes if inserted else None)  # else stored by another meanwhile
+    return True
 
 
 def _returns_from_insert() -> bool:
@@ -685,7 +735,7 @@ def _read_first(row: EventRow) -> list[StatusChange] | None:
     now = timezone.now()
     addresses = _touched_addresses(changes)
     if connection.vendor == "postgresql":
-        inserted = _write_postgresql(row, changed, addresses, now)
+        inserted, _same = _write_postgresql(row, changed, addresses, now)
     else:
         inserted = _execute_insert(row)
         if inserted and changed:
@@ -701,17 +751,25 @@ def _read_first(row: EventRow) -> list[StatusChange] | None:
     return changes
 
 
-def _locked_recipients(row: EventRow) -> tuple[list[RecipientState], bool]:
+def _locked_recipients(row: EventRow, lock: bool = True) -> tuple[list[RecipientState], bool]:
     """The recipients with the event's ESP id, locked (PostgreSQL, MariaDB/MySQL), and
     whether the event is stored already (on PostgreSQL always known; elsewhere only
     when there is a recipient). Plain SQL: the queryset cost more to build than the
-    query took, a repeated event's whole request."""
+    query took, a repeated event's whole request.
+
+    ``lock=False`` (PostgreSQL): read without locking (:func:`_ingest_unlocked`)."""
     if not row.esp_message_id:
         return [], False
     recipient, event = _quote(Recipient._meta.db_table), _quote(Event._meta.db_table)
     columns = ", ".join(f"r.{_quote(name)}" for name in _STATE_COLUMNS)
     stored = f"EXISTS (SELECT 1 FROM {event} WHERE dedupe_key = %s)"
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and not lock:
+        sql = (
+            f"SELECT {columns}, {stored} FROM (SELECT 1) AS one "
+            f"LEFT JOIN {recipient} AS r ON r.esp_message_id = %s ORDER BY r.id"
+        )
+        params = [row.dedupe_key, row.esp_message_id]
+    elif connection.vendor == "postgresql":
         # Locked only when the event is new: a row lock is written into the row, so
         # locking for an event stored already made its request a writing transaction
         # (a WAL flush at commit). InnoDB keeps its row locks in memory.
@@ -807,32 +865,72 @@ def _moved(changed: list[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def _write_postgresql(
-    row: EventRow, changed: list[Any], addresses: list[str], now: datetime
-) -> bool:
+    row: EventRow,
+    changed: list[Any],
+    addresses: list[str],
+    now: datetime,
+    read: list[tuple[Any, ...]] | None = None,
+) -> tuple[bool, bool]:
     """One statement: the event's INSERT, and only if it inserted, the recipients' and
-    the addresses' UPDATEs (data-modifying CTEs). Whether the event was inserted."""
+    the addresses' UPDATEs (data-modifying CTEs).
+
+    ``read``: (pk, status, status_at, opened_at, reason) of the recipients as an
+    unlocked SELECT read them. The statement first locks those that still have these
+    values (a lock that waits for a concurrent writer sees its committed row), and
+    inserts only if it locked them all (compare-and-set).
+
+    Whether the event was inserted, and whether the recipients were as read.
+    """
+    read = read or []
     sql, params = _event_insert(row, match=False)
-    parts = [f"ins AS ({sql} ON CONFLICT DO NOTHING RETURNING 1)"]
+    if read:
+        fields = [Recipient._meta.get_field(name) for name in _MOVED]
+        params = [v for values in read for v in _convert(fields, values)] + params
+        params.append(len(read))
     if changed:
-        fields, values = _moved(changed)
-        one = f"({', '.join(_cast(f) for f in fields)})"
-        columns = [_quote(name) for name in _MOVED]
+        params += _moved(changed)[1]
+    if addresses:
+        params += [now, addresses]
+    sql = _postgresql_write_sql(connection.alias, len(read), len(changed), bool(addresses))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted, found = cursor.fetchone()
+    return inserted == 1, found == len(read)
+
+
+@functools.cache
+def _postgresql_write_sql(alias: str, read: int, changed: int, addresses: bool) -> str:
+    """:func:`_write_postgresql`'s statement for ``read`` recipients read, ``changed``
+    of them moved, and whether addresses' ``last_event_at`` moves: built once."""
+    sql = _event_insert_sql(alias, "postgresql", "")
+    fields = [Recipient._meta.get_field(name) for name in _MOVED]
+    values = f"({', '.join(_cast(f) for f in fields)})"
+    columns = [_quote(name) for name in _MOVED]
+    recipient = _quote(Recipient._meta.db_table)
+    parts = []
+    if read:
+        same = " AND ".join(f"r.{c} IS NOT DISTINCT FROM o.{c}" for c in columns[1:])
+        parts.append(
+            f"chk AS (SELECT r.id FROM {recipient} AS r "
+            f"JOIN (VALUES {', '.join([values] * read)}) AS o({', '.join(columns)}) "
+            f"ON r.id = o.id AND {same} FOR NO KEY UPDATE OF r)"
+        )
+        sql += " AND (SELECT COUNT(*) FROM chk) = %s"
+    parts.append(f"ins AS ({sql} ON CONFLICT DO NOTHING RETURNING 1)")
+    if changed:
         assignments = ", ".join(f"{c} = v.{c}" for c in columns[1:])
         parts.append(
-            f"rcp AS (UPDATE {_quote(Recipient._meta.db_table)} AS r SET {assignments} "
-            f"FROM (VALUES {', '.join([one] * len(changed))}) AS v({', '.join(columns)}) "
+            f"rcp AS (UPDATE {recipient} AS r SET {assignments} "
+            f"FROM (VALUES {', '.join([values] * changed)}) AS v({', '.join(columns)}) "
             "WHERE r.id = v.id AND EXISTS (SELECT FROM ins))"
         )
-        params += values
     if addresses:
         parts.append(
             f"adr AS (UPDATE {_quote(Address._meta.db_table)} SET last_event_at = %s "
             "WHERE address = ANY(%s) AND EXISTS (SELECT FROM ins))"
         )
-        params += [now, addresses]
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(parts)} SELECT COUNT(*) FROM ins", params)
-        return cursor.fetchone()[0] == 1
+    locked = "(SELECT COUNT(*) FROM chk)" if read else "0"
+    return f"WITH {', '.join(parts)} SELECT (SELECT COUNT(*) FROM ins), {locked}"
 
 
 def _update_mysql(changed: list[Any], addresses: list[str], now: datetime) -> None:

@@ -15,6 +15,11 @@ status_changed = Signal()
 #: already wrote the addresses' ``last_event_at`` in its own statement)
 status_changing = Signal()
 
+#: The ``dispatch_uid`` of address health's receiver of ``status_changing``: while it
+#: is the only one, a one-event webhook whose event marks no address needs no
+#: transaction of its own (see ``events._unlocked``).
+HEALTH_RECEIVER = "wagtail_maillog.health"
+
 #: A deliverability rate of the last 7 days crossed a threshold (a bounce or spam
 #: complaint rate the mailbox providers or ESPs enforce), or went up a level. Sent
 #: once per crossing by the rollup's scheduled task, after it committed.
