@@ -167,17 +167,58 @@ def test_claiming_costs_the_same_statements_for_more_mail(settings):
     assert counts[LARGE] == counts[SMALL], counts
 
 
-def test_claims_skip_locked_rows_where_the_database_can():
+def test_claims_skip_locked_rows_where_the_database_can(settings):
     """PostgreSQL and MariaDB >= 10.6: a worker passes over rows another one holds."""
+    settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}}}
     _waiting(2)
     with CaptureQueriesContext(connection) as queries:
-        worker.claim(1, "one")
+        assert len(worker.claim(1, "one")) == 1
     sql = " ".join(q["sql"] for q in queries).upper()
     if connection.vendor == "sqlite":  # one writer at a time: nothing to skip
         assert "SKIP LOCKED" not in sql
     else:
         assert connection.features.has_select_for_update_skip_locked
         assert "FOR UPDATE SKIP LOCKED" in sql
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="row locks: PostgreSQL and MariaDB")
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_locks_only_its_batch_so_another_worker_claims_at_the_same_time(settings):
+    """Worker a holds its claim's locks while worker b claims: b gets a batch of its
+    own. On MariaDB the claim used to sort every due row and lock each one it read, so
+    b found all 400 locked and ended its run with nothing (or deadlocked)."""
+    import threading
+
+    from django.db import connections
+
+    settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}}}
+    _waiting(LARGE)
+    holding, release, claimed = threading.Event(), threading.Event(), {}
+
+    def hold_after_the_lock(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "SKIP LOCKED" in sql.upper() and not holding.is_set():
+            holding.set()
+            release.wait(30)
+        return result
+
+    def first_worker() -> None:
+        try:
+            with connection.execute_wrapper(hold_after_the_lock):
+                claimed["a"] = worker.claim(50, "a")
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first_worker)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        claimed["b"] = worker.claim(50, "b")  # while a holds its locks
+    finally:
+        release.set()
+        thread.join()
+    a, b = {i.pk for i in claimed["a"]}, {i.pk for i in claimed["b"]}
+    assert len(a) == len(b) == 50 and not a & b
 
 
 def test_purge_handles_every_foreign_key_to_what_it_deletes():

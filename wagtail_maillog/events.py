@@ -30,7 +30,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -760,38 +760,45 @@ def _locked_recipients(row: EventRow, lock: bool = True) -> tuple[list[Recipient
     ``lock=False`` (PostgreSQL): read without locking (:func:`_ingest_unlocked`)."""
     if not row.esp_message_id:
         return [], False
-    recipient, event = _quote(Recipient._meta.db_table), _quote(Event._meta.db_table)
-    columns = ", ".join(f"r.{_quote(name)}" for name in _STATE_COLUMNS)
-    stored = f"EXISTS (SELECT 1 FROM {event} WHERE dedupe_key = %s)"
-    if connection.vendor == "postgresql" and not lock:
-        sql = (
-            f"SELECT {columns}, {stored} FROM (SELECT 1) AS one "
-            f"LEFT JOIN {recipient} AS r ON r.esp_message_id = %s ORDER BY r.id"
-        )
-        params = [row.dedupe_key, row.esp_message_id]
-    elif connection.vendor == "postgresql":
-        # Locked only when the event is new: a row lock is written into the row, so
-        # locking for an event stored already made its request a writing transaction
-        # (a WAL flush at commit). InnoDB keeps its row locks in memory.
-        sql = (
-            f"WITH locked AS (SELECT {columns} FROM {recipient} AS r "
-            f"WHERE r.esp_message_id = %s AND NOT {stored} ORDER BY r.id FOR NO KEY UPDATE) "
-            f"SELECT locked.*, {stored} FROM (SELECT 1) AS one LEFT JOIN locked ON TRUE "
-            "ORDER BY locked.id"
-        )
+    vendor = connection.vendor
+    if vendor == "postgresql" and lock:
         params = [row.esp_message_id, row.dedupe_key, row.dedupe_key]
     else:
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        sql = (
-            f"SELECT {columns}, {stored} FROM {recipient} AS r "
-            f"WHERE r.esp_message_id = %s ORDER BY r.id{lock}"
-        )
         params = [row.dedupe_key, row.esp_message_id]
+    sql = _recipients_sql(connection.alias, vendor, lock)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     recipients = [_state(values[:-1]) for values in found if values[0] is not None]
     return recipients, bool(found and found[0][-1])
+
+
+@functools.cache
+def _recipients_sql(alias: str, vendor: str, lock: bool) -> str:
+    """:func:`_locked_recipients`'s SELECT, the same for every event: built once."""
+    recipient, event = _quote(Recipient._meta.db_table), _quote(Event._meta.db_table)
+    columns = ", ".join(f"r.{_quote(name)}" for name in _STATE_COLUMNS)
+    stored = f"EXISTS (SELECT 1 FROM {event} WHERE dedupe_key = %s)"
+    if vendor == "postgresql" and not lock:
+        return (
+            f"SELECT {columns}, {stored} FROM (SELECT 1) AS one "
+            f"LEFT JOIN {recipient} AS r ON r.esp_message_id = %s ORDER BY r.id"
+        )
+    if vendor == "postgresql":
+        # Locked only when the event is new: a row lock is written into the row, so
+        # locking for an event stored already made its request a writing transaction
+        # (a WAL flush at commit). InnoDB keeps its row locks in memory.
+        return (
+            f"WITH locked AS (SELECT {columns} FROM {recipient} AS r "
+            f"WHERE r.esp_message_id = %s AND NOT {stored} ORDER BY r.id FOR NO KEY UPDATE) "
+            f"SELECT locked.*, {stored} FROM (SELECT 1) AS one LEFT JOIN locked ON TRUE "
+            "ORDER BY locked.id"
+        )
+    locking = " FOR UPDATE" if connections[alias].features.has_select_for_update else ""
+    return (
+        f"SELECT {columns}, {stored} FROM {recipient} AS r "
+        f"WHERE r.esp_message_id = %s ORDER BY r.id{locking}"
+    )
 
 
 #: The columns of :class:`RecipientState`'s fields.

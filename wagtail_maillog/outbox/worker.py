@@ -106,30 +106,76 @@ def _due(now: Any, enabled: set[str]) -> Q:
     return waiting | abandoned
 
 
+#: Candidates a claim reads, as a multiple of its batch: enough for this many workers
+#: claiming at the same moment to find a batch each.
+CANDIDATES = 4
+#: Claims tried again when every candidate was taken meanwhile by another worker.
+CLAIM_TRIES = 3
+
+
+def _candidates(limit: int, now: Any, enabled: set[str]) -> list[int]:
+    """The keys of up to ``limit`` due rows, earliest first, read without a lock.
+
+    One index range per state, each in the order of ``maillog_outbox_due`` and cut at
+    ``limit``: a claim reads a few rows however long the backlog. (One query over all
+    states sorted every due row for each batch, and on MariaDB also locked each one,
+    so a second worker found nothing to claim.)
+    """
+    waiting = [
+        OutboxItem.objects.filter(state=state, next_attempt_at__lte=now, connector__in=enabled)
+        for state in WAITING
+    ]
+    abandoned = OutboxItem.objects.filter(state=SendState.SENDING, lease_until__lt=now)
+    parts = [
+        part.order_by("next_attempt_at", "pk").values_list("next_attempt_at", "pk")[:limit]
+        for part in (*waiting, abandoned)
+    ]
+    if connection.features.supports_slicing_ordering_in_compound:
+        rows = list(parts[0].union(*parts[1:], all=True))
+    else:
+        rows = [row for part in parts for row in part]
+    rows.sort(key=lambda row: (row[0] is not None, row[0], row[1]))
+    return [pk for _at, pk in rows[:limit]]
+
+
 def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
     """Take up to ``limit`` due messages for ``owner``; nobody else gets them."""
     now = now or clock()
-    due = _due(now, connectors.enabled_names())
+    enabled = connectors.enabled_names()
+    due = _due(now, enabled)
     lease_until = now + timedelta(seconds=get_setting("LEASE_SECONDS"))
-    candidates = OutboxItem.objects.filter(due).order_by("next_attempt_at", "pk")
-    with transaction.atomic():
-        if connection.features.has_select_for_update_skip_locked:
-            ids = list(
-                candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
-            )
-        else:
-            ids = list(candidates.values_list("pk", flat=True)[:limit])
-        if not ids:
+    ids: list[int] = []
+    for attempt in range(CLAIM_TRIES):
+        candidates = _candidates(limit * CANDIDATES, now, enabled)
+        if not candidates:
             return []
-        # Re-checking "due" makes the UPDATE itself the arbiter where
-        # SKIP LOCKED is missing: a row another worker took no longer matches.
-        OutboxItem.objects.filter(pk__in=ids).filter(due).update(
-            state=SendState.SENDING,
-            lease_owner=owner,
-            lease_until=lease_until,
-            attempts=F("attempts") + 1,
-            last_attempt_at=now,
-        )
+        with transaction.atomic():
+            if connection.features.has_select_for_update_skip_locked:
+                # Locked by key, in key order, up to ``limit``: the rows this claim
+                # takes, passing over those another worker's claim holds.
+                locked = OutboxItem.objects.filter(pk__in=candidates).filter(due)
+                ids = list(
+                    locked.order_by("pk")
+                    .select_for_update(skip_locked=True)
+                    .values_list("pk", flat=True)[:limit]
+                )
+            else:
+                ids = candidates[:limit]
+            if ids:
+                # Re-checking "due" makes the UPDATE itself the arbiter where
+                # SKIP LOCKED is missing: a row another worker took no longer matches.
+                OutboxItem.objects.filter(pk__in=ids).filter(due).update(
+                    state=SendState.SENDING,
+                    lease_owner=owner,
+                    lease_until=lease_until,
+                    attempts=F("attempts") + 1,
+                    last_attempt_at=now,
+                )
+                break
+        if attempt + 1 < CLAIM_TRIES:
+            time.sleep(0.01 * (attempt + 1))  # the other claims commit, then read again
+    if not ids:
+        return []
     # Of the message row, only what suppression asks (its source): not its bodies and
     # JSON columns, decoded for each mail of the batch for nothing.
     return list(
