@@ -10,7 +10,7 @@ statement per row, so only the server's count can tell.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.mail import EmailMessage, send_mail
@@ -458,7 +458,7 @@ def test_a_recipient_moved_after_the_select_gets_the_event_on_its_new_state(
     the SELECT read, would put the recipient back to "delivered"; it is applied to the
     new state instead, and the recipient stays "opened": the unlocked write finds the
     recipient changed, writes nothing, and the locked path stores the event."""
-    opened = timezone.datetime(2026, 11, 5, 16, 40, tzinfo=timezone.UTC)
+    opened = datetime(2026, 11, 5, 16, 40, tzinfo=UTC)
     moved: list[str] = []
 
     def move_after_the_select(execute, sql, params, many, context):
@@ -625,7 +625,7 @@ def test_one_event_requests_at_once_keep_every_guarantee(webhook_auth, recipient
     assert not Event.objects.filter(recipient__isnull=True).exists()
     statuses = dict(Recipient.objects.values_list("address", "status"))
     assert statuses == {a: "bounced" if a in bounced else "opened" for a in ids}
-    first_open = timezone.datetime(2026, 11, 5, 16, 40, tzinfo=timezone.UTC)
+    first_open = datetime(2026, 11, 5, 16, 40, tzinfo=UTC)
     assert set(Recipient.objects.values_list("opened_at", flat=True)) == {first_open}
     marked = dict(Address.objects.values_list("address", "status"))
     assert marked == {a: AddressStatus.BOUNCED if a in bounced else "unconfirmed" for a in ids}
