@@ -555,7 +555,7 @@ def _ingest_unlocked(row: EventRow, result: IngestResult) -> bool:
     if stored:
         _count(row, result, None)
         return True
-    read = [(r.pk, r.status, r.status_at, r.opened_at, r.reason) for r in recipients]
+    read = _values(recipients)
     changed, changes = apply_events([row], recipients)
     if row.esp_message_id and not recipients:
         with transaction.atomic():  # its mail may be being handed over: the advisory lock
@@ -860,15 +860,15 @@ def _store_unmatched(row: EventRow) -> list[StatusChange] | None:
 _MOVED = ("id", "status", "status_at", "opened_at", "reason")
 
 
-def _moved(changed: list[Any]) -> tuple[list[Any], list[Any]]:
-    """The fields of :data:`_MOVED`, and the values of the changed recipients, row after row."""
+def _values(recipients: Iterable[Any]) -> list[tuple[Any, ...]]:
+    """The values of :data:`_MOVED` of each recipient."""
+    return [(r.pk, r.status, r.status_at, r.opened_at, r.reason) for r in recipients]
+
+
+def _moved(rows: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]]:
+    """The fields of :data:`_MOVED`, and ``rows`` (:func:`_values`) prepared, row after row."""
     fields = [Recipient._meta.get_field(name) for name in _MOVED]
-    params = [
-        value
-        for r in changed
-        for value in _convert(fields, (r.pk, r.status, r.status_at, r.opened_at, r.reason))
-    ]
-    return fields, params
+    return fields, [value for values in rows for value in _convert(fields, values)]
 
 
 def _write_postgresql(
@@ -891,11 +891,9 @@ def _write_postgresql(
     read = read or []
     sql, params = _event_insert(row, match=False)
     if read:
-        fields = [Recipient._meta.get_field(name) for name in _MOVED]
-        params = [v for values in read for v in _convert(fields, values)] + params
-        params.append(len(read))
+        params = [*_moved(read)[1], *params, len(read)]
     if changed:
-        params += _moved(changed)[1]
+        params += _moved(_values(changed))[1]
     if addresses:
         params += [now, addresses]
     sql = _postgresql_write_sql(connection.alias, len(read), len(changed), bool(addresses))
@@ -944,7 +942,7 @@ def _update_mysql(changed: list[Any], addresses: list[str], now: datetime) -> No
     """MariaDB/MySQL: one UPDATE of the recipients joined to their new values and, when
     a status changed, to the address (a multi-table UPDATE; an address without a row
     is left alone)."""
-    fields, values = _moved(changed)
+    fields, values = _moved(_values(changed))
     width = len(fields)
     columns = [_quote(name) for name in _MOVED]
     first = "SELECT " + ", ".join(f"%s AS {c}" for c in [*columns, "touch"])
