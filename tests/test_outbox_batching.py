@@ -10,11 +10,13 @@ Statements are counted by the database server where Django cannot tell
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
+import requests
 from anymail.exceptions import AnymailAPIError
 from anymail.signals import post_send
 from django.core import mail
@@ -28,7 +30,7 @@ from wagtail_maillog import label
 from wagtail_maillog.addresses.health import set_status
 from wagtail_maillog.models import AddressStatus, OutboxItem, Recipient, SendAttempt
 from wagtail_maillog.models import SendState as S
-from wagtail_maillog.outbox import worker
+from wagtail_maillog.outbox import senders, worker
 from wagtail_maillog.status import Status
 
 if TYPE_CHECKING:
@@ -193,6 +195,81 @@ def test_one_backend_and_one_connection_to_the_esp_per_run(fake_esp: FakeESP, se
     assert fake_esp.connections == 1  # before: one TCP connection (and backend) per mail
     ids = set(Recipient.objects.values_list("esp_message_id", flat=True))
     assert ids == {m for s in fake_esp.sent for m in s.message_ids}
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "NETRC")
+
+
+@pytest.fixture
+def plain_environment(monkeypatch, tmp_path):
+    """No proxy variable, no .netrc (a HOME without one), a CA bundle named."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "bundle.pem"))
+    return monkeypatch
+
+
+def test_a_run_reads_the_environments_proxies_once_not_per_mail(
+    fake_esp: FakeESP, settings, plain_environment
+):
+    """requests looks up proxies, no_proxy and .netrc for every call of a session that
+    trusts the environment: with nothing there, a run's backend stops looking."""
+    looked: list[str] = []
+    original = requests.sessions.get_environ_proxies
+
+    def counted(url, no_proxy=None):
+        looked.append(url)
+        return original(url, no_proxy=no_proxy)
+
+    plain_environment.setattr(requests.sessions, "get_environ_proxies", counted)
+    settings.ANYMAIL = fake_esp.anymail_settings()
+    settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
+    settings.WAGTAIL_MAILLOG["SEND_THREADS"] = 1
+    _queue(6, "Plain", "p", connector="pm")
+    assert "sent 6" in worker.process_outbox(time_budget=60)
+    assert len(fake_esp.sent) == 6
+    assert looked == []  # before: one lookup per mail
+
+
+def test_a_proxy_in_the_environment_is_still_used(fake_esp: FakeESP, settings, plain_environment):
+    """With a proxy variable set, the session keeps reading the environment: the mail
+    goes through the proxy (here the fake ESP itself, for a host that does not exist)."""
+    plain_environment.setenv("HTTP_PROXY", fake_esp.url)
+    settings.ANYMAIL = fake_esp.anymail_settings(POSTMARK_API_URL="http://esp.invalid/")
+    settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
+    settings.WAGTAIL_MAILLOG["SEND_THREADS"] = 1
+    _queue(2, "Proxied", "x", connector="pm")
+    assert "sent 2" in worker.process_outbox(time_budget=60)
+    assert [r.headers["host"] for r in fake_esp.requests] == ["esp.invalid", "esp.invalid"]
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "NETRC"])
+def test_a_session_keeps_reading_an_environment_that_names_a_proxy_or_netrc(
+    settings, plain_environment, tmp_path, variable
+):
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t"}
+    plain_environment.setenv(variable, "http://proxy.invalid:3128" if "PROXY" in variable else "x")
+    backend = open_postmark()
+    senders.settle_environment(backend)
+    assert backend.session.trust_env is True
+
+
+def test_a_settled_session_keeps_the_ca_bundle_the_environment_names(settings, plain_environment):
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t"}
+    backend = open_postmark()
+    senders.settle_environment(backend)
+    assert backend.session.trust_env is False
+    assert backend.session.verify == os.environ["REQUESTS_CA_BUNDLE"]
+
+
+def open_postmark() -> Any:
+    from anymail.backends.postmark import EmailBackend
+
+    backend = EmailBackend()
+    backend.open()
+    return backend
 
 
 def test_a_slow_esps_calls_overlap_and_the_database_work_stays_in_the_worker(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import queue
 import threading
 import time
@@ -29,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from anymail.backends.base import AnymailBaseBackend
+from requests.utils import getproxies
 
 from . import connectors
 
@@ -89,6 +92,34 @@ class _Call:
             self.error = exc
         finally:
             self.done.set()
+
+
+def _netrc_file() -> bool:
+    """Whether requests would find a .netrc file (the places ``get_netrc_auth`` looks)."""
+    if os.environ.get("NETRC"):
+        return True
+    return any(os.path.exists(os.path.expanduser(f"~/{name}")) for name in (".netrc", "_netrc"))
+
+
+def settle_environment(backend: Any) -> None:
+    """Read once, for a whole run, what ``requests`` reads from the environment per call.
+
+    A ``requests`` session that trusts the environment looks up the proxy
+    variables, ``no_proxy``, a .netrc file and the CA bundle variables for every
+    request (about 0.1 ms of a 1.5 ms hand-over). When the environment sets no
+    proxy and there is no .netrc file, what it gives does not depend on the URL:
+    the session stops reading it, with the CA bundle it names kept. Otherwise
+    (a proxy, a .netrc) the session is left as anymail made it.
+    """
+    session = getattr(backend, "session", None)
+    if not isinstance(session, requests.Session) or not session.trust_env:
+        return
+    if getproxies() or _netrc_file():
+        return
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def _close(backend: Any) -> None:
@@ -225,6 +256,7 @@ class Senders:
                 original = getattr(backend, method)
                 setattr(backend, method, functools.partial(self._in_callers_thread, original))
         backend.open()  # kept open: send_messages() then leaves it open after each call
+        settle_environment(backend)
         return backend
 
     def _hand_over(self, job: Job, backends: dict[str, Any], relay: bool) -> None:
