@@ -181,6 +181,24 @@ def test_claims_skip_locked_rows_where_the_database_can(settings):
         assert "FOR UPDATE SKIP LOCKED" in sql
 
 
+def test_a_claim_whose_candidates_another_worker_took_first_takes_the_next_ones(
+    settings, monkeypatch
+):
+    """Workers a and b read the same candidates; a claims first. b takes the next due
+    rows of those it read. Where SKIP LOCKED is missing (SQLite), b took nothing and
+    ended its run: a second worker process sent next to nothing."""
+    settings.WAGTAIL_MAILLOG = {"CONNECTORS": {"default": {"BACKEND": "tests.esp.ScriptedBackend"}}}
+    _waiting(LARGE)
+    now = timezone.now()
+    read = worker._candidates(50 * worker.CANDIDATES, now, {"default"})
+    a = [item.pk for item in worker.claim(50, "a", now=now)]
+    monkeypatch.setattr(worker, "_candidates", lambda limit, now, enabled: list(read))
+    b = [item.pk for item in worker.claim(50, "b", now=now)]
+    assert a == read[:50]
+    assert b == read[50:100]
+    assert OutboxItem.objects.filter(lease_owner="b", state=S.SENDING).count() == 50
+
+
 @pytest.mark.skipif(connection.vendor == "sqlite", reason="row locks: PostgreSQL and MariaDB")
 @pytest.mark.django_db(transaction=True)
 def test_a_claim_locks_only_its_batch_so_another_worker_claims_at_the_same_time(settings):

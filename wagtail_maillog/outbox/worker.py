@@ -145,12 +145,14 @@ def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
     due = _due(now, enabled)
     lease_until = now + timedelta(seconds=get_setting("LEASE_SECONDS"))
     ids: list[int] = []
+    taken = 0
     for attempt in range(CLAIM_TRIES):
         candidates = _candidates(limit * CANDIDATES, now, enabled)
         if not candidates:
             return []
+        skip_locked = connection.features.has_select_for_update_skip_locked
         with transaction.atomic():
-            if connection.features.has_select_for_update_skip_locked:
+            if skip_locked:
                 # Locked by key, in key order, up to ``limit``: the rows this claim
                 # takes, passing over those another worker's claim holds.
                 locked = OutboxItem.objects.filter(pk__in=candidates).filter(due)
@@ -161,20 +163,37 @@ def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
                 )
             else:
                 ids = candidates[:limit]
-            if ids:
-                # Re-checking "due" makes the UPDATE itself the arbiter where
-                # SKIP LOCKED is missing: a row another worker took no longer matches.
-                OutboxItem.objects.filter(pk__in=ids).filter(due).update(
-                    state=SendState.SENDING,
-                    lease_owner=owner,
-                    lease_until=lease_until,
-                    attempts=F("attempts") + 1,
-                    last_attempt_at=now,
+            taking = {
+                "state": SendState.SENDING,
+                "lease_owner": owner,
+                "lease_until": lease_until,
+                "attempts": F("attempts") + 1,
+                "last_attempt_at": now,
+            }
+            # Re-checking "due" makes the UPDATE itself the arbiter where SKIP LOCKED
+            # is missing (SQLite): a row another worker took no longer matches.
+            taken = OutboxItem.objects.filter(pk__in=ids).filter(due).update(**taking)
+            if not skip_locked and taken < len(ids):
+                # Another worker claimed some of the same candidates first. This
+                # transaction has written: it holds the write lock (SQLite), so the
+                # other candidates still due are read as they are, and taken instead.
+                # (Before, such a worker took nothing and ended its run: a second
+                # worker process on SQLite sent next to nothing.)
+                mine = set(ids)
+                others = [c for c in candidates if c not in mine]
+                due_now = set(
+                    OutboxItem.objects.filter(pk__in=others)
+                    .filter(due)
+                    .values_list("pk", flat=True)
                 )
+                more = [c for c in others if c in due_now][: limit - taken]
+                taken += OutboxItem.objects.filter(pk__in=more).filter(due).update(**taking)
+                ids += more
+            if taken:
                 break
         if attempt + 1 < CLAIM_TRIES:
             time.sleep(0.01 * (attempt + 1))  # the other claims commit, then read again
-    if not ids:
+    if not taken:
         return []
     # Of the message row, only what suppression asks (its source): not its bodies and
     # JSON columns, decoded for each mail of the batch for nothing.
