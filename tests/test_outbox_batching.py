@@ -22,13 +22,15 @@ from anymail.signals import post_send
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends import locmem
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.esp import ScriptedBackend
 from tests.utils import Statements
 from wagtail_maillog import label
 from wagtail_maillog.addresses.health import set_status
-from wagtail_maillog.models import AddressStatus, OutboxItem, Recipient, SendAttempt
+from wagtail_maillog.models import AddressStatus, Message, OutboxItem, Recipient, SendAttempt
 from wagtail_maillog.models import SendState as S
 from wagtail_maillog.outbox import senders, worker
 from wagtail_maillog.status import Status
@@ -195,6 +197,22 @@ def test_one_backend_and_one_connection_to_the_esp_per_run(fake_esp: FakeESP, se
     assert fake_esp.connections == 1  # before: one TCP connection (and backend) per mail
     ids = set(Recipient.objects.values_list("esp_message_id", flat=True))
     assert ids == {m for s in fake_esp.sent for m in s.message_ids}
+
+
+def test_queueing_names_the_esp_so_the_hand_over_writes_no_message_row():
+    """The log shows a waiting mail's ESP; the hand-over no longer UPDATEs every message
+    of its batch for it (on PostgreSQL an entry in each of the message table's indexes,
+    its subject's trigram index among them), only one whose name is out of date."""
+    _queue(4, "Named", "n", connector="default")
+    assert set(Message.objects.values_list("esp_name", flat=True)) == {"Scripted"}
+    stale = Message.objects.order_by("pk").first()
+    Message.objects.filter(pk=stale.pk).update(esp_name="Before")  # e.g. the backend changed
+    ScriptedBackend.script = [None] * 4
+    with CaptureQueriesContext(connection) as queries:
+        assert "sent 4" in worker.process_outbox(time_budget=60)
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "wagtail_maillog_message"')]
+    assert len(updates) == 1 and str(stale.pk) in updates[0]
+    assert set(Message.objects.values_list("esp_name", flat=True)) == {"Scripted"}
 
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "NETRC")

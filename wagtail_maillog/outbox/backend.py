@@ -60,6 +60,7 @@ def enqueue(message: Any) -> int:
     }
     return record_message(
         message,
+        esp_name=connectors.esp_name(connector),  # the log shows it while the mail waits
         connector=connector,
         status=rules.Status.PENDING,
         linked=[Linked(OutboxItem, "message", [outbox])],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from anymail.backends.base import AnymailBaseBackend
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -48,6 +49,18 @@ def open_connection(name: str) -> Any:
     # deprecated in Django 6.1 and refuses to work once MAILERS is configured.
     backend = import_string(spec["BACKEND"])
     return backend(fail_silently=False, **spec.get("OPTIONS", {}))
+
+
+def esp_name(name: str) -> str:
+    """The ESP name anymail gives connector ``name``'s backend ("Postmark"; "" for
+    other backends, and for a connector gone from the settings)."""
+    try:
+        backend = import_string(configured()[name]["BACKEND"])
+    except Exception:  # a connector gone from the settings: its hand-over fails and says so
+        return ""
+    if isinstance(backend, type) and issubclass(backend, AnymailBaseBackend):
+        return str(getattr(backend, "esp_name", "") or "")[:64]
+    return ""
 
 
 def enabled_names() -> set[str]:

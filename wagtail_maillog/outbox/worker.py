@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from anymail.backends.base import AnymailBaseBackend
 from anymail.exceptions import AnymailCancelSend, AnymailRecipientsRefused
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .. import status as rules
@@ -195,12 +193,13 @@ def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
             time.sleep(0.01 * (attempt + 1))  # the other claims commit, then read again
     if not taken:
         return []
-    # Of the message row, only what suppression asks (its source): not its bodies and
-    # JSON columns, decoded for each mail of the batch for nothing.
+    # Of the message row, only what suppression asks (its source) and its ESP's name
+    # (``Batch._name_esps``): not its bodies and JSON columns, decoded for each mail
+    # of the batch for nothing.
     return list(
         OutboxItem.objects.filter(pk__in=ids, lease_owner=owner, state=SendState.SENDING)
         .select_related("message")
-        .only(*_ITEM_FIELDS, "message__source")
+        .only(*_ITEM_FIELDS, "message__source", "message__esp_name")
         .order_by("pk")
     )
 
@@ -244,17 +243,6 @@ def _update_each(queryset: Any, key: str, rows: dict[Any, dict[str, Any]]) -> No
                     output_field=output,
                 )
         queryset.filter(**{f"{key}__in": list(part)}).update(**changes)
-
-
-def _esp_name(connector: str) -> str:
-    """The ESP name anymail gives a connector's backend ("" for other backends)."""
-    try:
-        backend = import_string(connectors.configured()[connector]["BACKEND"])
-    except Exception:  # a connector gone from the settings: its hand-over fails and says so
-        return ""
-    if isinstance(backend, type) and issubclass(backend, AnymailBaseBackend):
-        return str(getattr(backend, "esp_name", "") or "")
-    return ""
 
 
 def _esp_answered(message: Any) -> bool:
@@ -534,14 +522,21 @@ class Batch:
             )
 
     def _name_esps(self, mails: list[_Mail]) -> None:
-        """Each message's ESP as anymail names it ("Postmark", ...), for the mail log."""
-        names = {c: _esp_name(c) for c in {m.item.connector for m in mails}}
+        """Each message's ESP as anymail names it ("Postmark", ...), for the mail log.
+
+        Queueing wrote it already (``backend.enqueue``); only a message whose connector
+        changed backend meanwhile (or queued before 0.2.0) is updated. (Before, every
+        message of a batch was: on PostgreSQL its UPDATE wrote an entry in each of the
+        message table's nine indexes, the subject's trigram index among them.)
+        """
+        names = {c: connectors.esp_name(c) for c in {m.item.connector for m in mails}}
         by_name: dict[str, list[int]] = {}
         for mail in mails:
-            if names[mail.item.connector]:
-                by_name.setdefault(names[mail.item.connector], []).append(mail.item.message_id)
+            name = names[mail.item.connector]
+            if name and mail.item.message.esp_name != name:
+                by_name.setdefault(name, []).append(mail.item.message_id)
         for name, message_ids in by_name.items():
-            Message.objects.filter(pk__in=message_ids).update(esp_name=name[:64])
+            Message.objects.filter(pk__in=message_ids).update(esp_name=name)
 
     def _keep_lease(self) -> None:
         """Renew the batch's leases before they could run out (a slow ESP). A message
@@ -660,7 +655,7 @@ class Batch:
                 Answer(
                     mail.item.message_id,
                     dict(mail.message.anymail_status.recipients or {}),
-                    _esp_name(mail.item.connector),
+                    connectors.esp_name(mail.item.connector),
                     mail.attempt_pk,
                     error or (note % describe(first_error) if first_error else ""),
                 )
