@@ -205,12 +205,14 @@ def test_queueing_names_the_esp_so_the_hand_over_writes_no_message_row():
     its subject's trigram index among them), only one whose name is out of date."""
     _queue(4, "Named", "n", connector="default")
     assert set(Message.objects.values_list("esp_name", flat=True)) == {"Scripted"}
+    quote = connection.ops.quote_name
     stale = Message.objects.order_by("pk").first()
     Message.objects.filter(pk=stale.pk).update(esp_name="Before")  # e.g. the backend changed
     ScriptedBackend.script = [None] * 4
     with CaptureQueriesContext(connection) as queries:
         assert "sent 4" in worker.process_outbox(time_budget=60)
-    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "wagtail_maillog_message"')]
+    table = ["UPDATE", quote(Message._meta.db_table)]
+    updates = [q["sql"] for q in queries if q["sql"].split()[:2] == table]
     assert len(updates) == 1 and str(stale.pk) in updates[0]
     assert set(Message.objects.values_list("esp_name", flat=True)) == {"Scripted"}
 

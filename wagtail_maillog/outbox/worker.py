@@ -168,9 +168,13 @@ def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
                 "attempts": F("attempts") + 1,
                 "last_attempt_at": now,
             }
-            # Re-checking "due" makes the UPDATE itself the arbiter where SKIP LOCKED
-            # is missing (SQLite): a row another worker took no longer matches.
-            taken = OutboxItem.objects.filter(pk__in=ids).filter(due).update(**taking)
+            # Rows locked above are due and stay so until this transaction ends: found
+            # by key alone. (With "due" again, PostgreSQL's plan read every queued row
+            # of the connector: a claim's cost grew with the backlog.) Where SKIP
+            # LOCKED is missing (SQLite), re-checking "due" makes the UPDATE itself the
+            # arbiter: a row another worker took no longer matches.
+            by_key = OutboxItem.objects.filter(pk__in=ids)
+            taken = (by_key if skip_locked else by_key.filter(due)).update(**taking)
             if not skip_locked and taken < len(ids):
                 # Another worker claimed some of the same candidates first. This
                 # transaction has written: it holds the write lock (SQLite), so the
