@@ -128,6 +128,13 @@ def _queue(count: int, subject: str, prefix: str, connector: str) -> None:
         msg.send()
 
 
+def postmark_connector(settings, fake_esp: FakeESP, threads: int, **anymail: str) -> None:
+    """Connector "pm": anymail's real Postmark backend, against ``fake_esp``."""
+    settings.ANYMAIL = fake_esp.anymail_settings(**anymail)
+    settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
+    settings.WAGTAIL_MAILLOG["SEND_THREADS"] = threads
+
+
 def test_a_batch_costs_the_same_statements_for_more_mail():
     """Marking a batch in progress and storing its outcomes: constant statements, whatever
     the outcomes (answered, plain, retried, held back); before, ~22 per mail."""
@@ -188,9 +195,7 @@ def test_a_batch_of_several_recipients_is_handed_over_alone():
 
 def test_one_backend_and_one_connection_to_the_esp_per_run(fake_esp: FakeESP, settings):
     fake_esp.keep_alive = True
-    settings.ANYMAIL = fake_esp.anymail_settings()
-    settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
-    settings.WAGTAIL_MAILLOG["SEND_THREADS"] = 1
+    postmark_connector(settings, fake_esp, threads=1)
     _queue(12, "Kept", "k", connector="pm")
     assert "sent 12" in worker.process_outbox(time_budget=60)
     assert len(fake_esp.sent) == 12
@@ -244,9 +249,7 @@ def test_a_run_reads_the_environments_proxies_once_not_per_mail(
         return original(url, no_proxy=no_proxy)
 
     plain_environment.setattr(requests.sessions, "get_environ_proxies", counted)
-    settings.ANYMAIL = fake_esp.anymail_settings()
-    settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
-    settings.WAGTAIL_MAILLOG["SEND_THREADS"] = 1
+    postmark_connector(settings, fake_esp, threads=1)
     _queue(6, "Plain", "p", connector="pm")
     assert "sent 6" in worker.process_outbox(time_budget=60)
     assert len(fake_esp.sent) == 6
@@ -257,9 +260,7 @@ def test_a_proxy_in_the_environment_is_still_used(fake_esp: FakeESP, settings, p
     """With a proxy variable set, the session keeps reading the environment: the mail
     goes through the proxy (here the fake ESP itself, for a host that does not exist)."""
     plain_environment.setenv("HTTP_PROXY", fake_esp.url)
-    settings.ANYMAIL = fake_esp.anymail_settings(POSTMARK_API_URL="http://esp.invalid/")
-    settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
-    settings.WAGTAIL_MAILLOG["SEND_THREADS"] = 1
+    postmark_connector(settings, fake_esp, threads=1, POSTMARK_API_URL="http://esp.invalid/")
     _queue(2, "Proxied", "x", connector="pm")
     assert "sent 2" in worker.process_outbox(time_budget=60)
     assert [r.headers["host"] for r in fake_esp.requests] == ["esp.invalid", "esp.invalid"]
@@ -267,7 +268,7 @@ def test_a_proxy_in_the_environment_is_still_used(fake_esp: FakeESP, settings, p
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "NETRC"])
 def test_a_session_keeps_reading_an_environment_that_names_a_proxy_or_netrc(
-    settings, plain_environment, tmp_path, variable
+    settings, plain_environment, variable
 ):
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t"}
     plain_environment.setenv(variable, "http://proxy.invalid:3128" if "PROXY" in variable else "x")
@@ -298,9 +299,7 @@ def test_a_slow_esps_calls_overlap_and_the_database_work_stays_in_the_worker(
     """The ESP takes 50 ms a call: four threads call it at once. anymail's signals (and
     every receiver, ours or another app's) still run in the worker's own thread."""
     fake_esp.latency, fake_esp.keep_alive = 0.05, True
-    settings.ANYMAIL = fake_esp.anymail_settings()
-    settings.WAGTAIL_MAILLOG["CONNECTORS"]["pm"] = {"BACKEND": POSTMARK}
-    settings.WAGTAIL_MAILLOG["SEND_THREADS"] = 4
+    postmark_connector(settings, fake_esp, threads=4)
     threads: list[str] = []
 
     def another_apps_receiver(sender, message, status, esp_name, **kwargs):

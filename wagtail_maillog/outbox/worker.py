@@ -144,11 +144,11 @@ def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
     lease_until = now + timedelta(seconds=get_setting("LEASE_SECONDS"))
     ids: list[int] = []
     taken = 0
+    skip_locked = connection.features.has_select_for_update_skip_locked
     for attempt in range(CLAIM_TRIES):
         candidates = _candidates(limit * CANDIDATES, now, enabled)
         if not candidates:
             return []
-        skip_locked = connection.features.has_select_for_update_skip_locked
         with transaction.atomic():
             if skip_locked:
                 # Locked by key, in key order, up to ``limit``: the rows this claim
@@ -654,12 +654,13 @@ class Batch:
         now = clock()
         failed_mails = {m for m, _t, _w in out.failed}
         note = _("The ESP took the message, but storing its answer failed at first: %s")
+        esps = {c: connectors.esp_name(c) for c in {m.item.connector for m, _e in out.answered}}
         store_answers(
             [
                 Answer(
                     mail.item.message_id,
                     dict(mail.message.anymail_status.recipients or {}),
-                    connectors.esp_name(mail.item.connector),
+                    esps[mail.item.connector],
                     mail.attempt_pk,
                     error or (note % describe(first_error) if first_error else ""),
                 )
