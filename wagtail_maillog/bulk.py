@@ -459,7 +459,7 @@ def insert_linked(model: type[models.Model], values: dict[str, Any], *linked: Li
             )
             + f"\nSELECT {pk_column} FROM p"
         )
-    with connection.cursor() as cursor:
+    with _array_cursor(connection) as (cursor, _placeholder):
         cursor.execute(compiled[key], params)
         return cursor.fetchone()[0]
 

@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a worker may hold a message before another may take it over.
     "LEASE_SECONDS": 300,
     # Messages one worker run claims at a time.
-    "OUTBOX_BATCH": 50,
+    "OUTBOX_BATCH": 100,
     # Requests per minute one client may make to the public pages (confirm,
     # unsubscribe); more get HTTP 429. None: no limit.
     "PUBLIC_RATE_LIMIT": 30,

@@ -29,7 +29,9 @@ from typing import Any
 from anymail.exceptions import AnymailCancelSend, AnymailRecipientsRefused
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import BooleanField, Case, F, Q, Value, When
+from django.db.models.functions import Length
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -98,10 +100,22 @@ def wake() -> None:
         )
 
 
-def _due(now: Any, enabled: set[str]) -> Q:
+def _due(now: Any, enabled: set[str]) -> Case:
+    """A row a worker may take now: waiting, come due, of a connector that is on; or
+    "sending" with its lease run out (its worker died).
+
+    One CASE, which no index can answer, so that the claim's queries, given the
+    candidates' keys, find their rows by key on every database. (As an OR of indexed
+    conditions, PostgreSQL planned it, with the statistics of a table that had just
+    filled, as a BitmapOr over every queued row: each batch re-read the backlog.)
+    """
     waiting = Q(state__in=WAITING, next_attempt_at__lte=now, connector__in=enabled)
-    abandoned = Q(state=SendState.SENDING, lease_until__lt=now)
-    return waiting | abandoned
+    return Case(
+        When(state=SendState.SENDING, then=Q(lease_until__lt=now)),
+        # (An empty IN would make the whole CASE match nothing, taken-over rows too.)
+        default=waiting if enabled else Value(False),
+        output_field=BooleanField(),
+    )
 
 
 #: Candidates a claim reads, as a multiple of its batch: enough for this many workers
@@ -111,21 +125,25 @@ CANDIDATES = 4
 CLAIM_TRIES = 3
 
 
-def _candidates(limit: int, now: Any, enabled: set[str]) -> list[int]:
+def _candidates(limit: int, now: Any, enabled: set[str], park: bool = True) -> list[int]:
     """The keys of up to ``limit`` due rows, earliest first, read without a lock.
 
     One index range per state, each in the order of ``maillog_outbox_due`` and cut at
     ``limit``: a claim reads a few rows however long the backlog. (One query over all
     states sorted every due row for each batch, and on MariaDB also locked each one,
-    so a second worker found nothing to claim.)
+    so a second worker found nothing to claim.) The connector is checked here, not
+    in the query: with it there, PostgreSQL could prefer ``maillog_outbox_connector``
+    and sort every queued row of the connector for each batch. Mail of a connector
+    switched off since the run began is parked (:mod:`.parking`) when met, and the
+    candidates read again.
     """
     waiting = [
-        OutboxItem.objects.filter(state=state, next_attempt_at__lte=now, connector__in=enabled)
-        for state in WAITING
+        OutboxItem.objects.filter(state=state, next_attempt_at__lte=now) for state in WAITING
     ]
     abandoned = OutboxItem.objects.filter(state=SendState.SENDING, lease_until__lt=now)
+    fields = ("next_attempt_at", "pk", "connector", "state")
     parts = [
-        part.order_by("next_attempt_at", "pk").values_list("next_attempt_at", "pk")[:limit]
+        part.order_by("next_attempt_at", "pk").values_list(*fields)[:limit]
         for part in (*waiting, abandoned)
     ]
     if connection.features.supports_slicing_ordering_in_compound:
@@ -133,7 +151,11 @@ def _candidates(limit: int, now: Any, enabled: set[str]) -> list[int]:
     else:
         rows = [row for part in parts for row in part]
     rows.sort(key=lambda row: (row[0] is not None, row[0], row[1]))
-    return [pk for _at, pk in rows[:limit]]
+    # A row whose lease ran out is taken over whatever its connector.
+    usable = [pk for _at, pk, name, state in rows if name in enabled or state == SendState.SENDING]
+    if len(usable) < len(rows) and park and parking.park_disabled(enabled, now):
+        return _candidates(limit, now, enabled, park=False)
+    return usable[:limit]
 
 
 def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
@@ -169,10 +191,9 @@ def claim(limit: int, owner: str, now: Any = None) -> list[OutboxItem]:
                 "last_attempt_at": now,
             }
             # Rows locked above are due and stay so until this transaction ends: found
-            # by key alone. (With "due" again, PostgreSQL's plan read every queued row
-            # of the connector: a claim's cost grew with the backlog.) Where SKIP
-            # LOCKED is missing (SQLite), re-checking "due" makes the UPDATE itself the
-            # arbiter: a row another worker took no longer matches.
+            # by key alone. Where SKIP LOCKED is missing (SQLite), re-checking "due"
+            # makes the UPDATE itself the arbiter: a row another worker took no longer
+            # matches.
             by_key = OutboxItem.objects.filter(pk__in=ids)
             taken = (by_key if skip_locked else by_key.filter(due)).update(**taking)
             if not skip_locked and taken < len(ids):
@@ -446,8 +467,12 @@ class Batch:
         now = clock()
         with transaction.atomic():
             if readable:
+                # Not handed over yet: no ESP id, asked as a length. (As ``= ''`` the
+                # databases may read it through ``maillog_rcpt_espid``, whose '' entries
+                # are every recipient not handed over yet: the whole backlog, each batch.)
                 Recipient.objects.filter(
-                    message_id__in=[m.item.message_id for m in readable], esp_message_id=""
+                    Exact(Length("esp_message_id"), 0),
+                    message_id__in=[m.item.message_id for m in readable],
                 ).exclude(status__in=[rules.Status.CANCELLED, rules.Status.BLOCKED]).update(
                     status=rules.Status.SENDING, status_at=now
                 )
