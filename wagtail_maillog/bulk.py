@@ -224,27 +224,38 @@ if psycopg is not None:
 
 
 @contextmanager
-def _array_cursor(connection: Any) -> Iterator[tuple[Any, str]]:
-    """A cursor for a statement taking one array per column, and the placeholder
-    for such an array.
+def bound_cursor(connection: Any) -> Iterator[Any]:
+    """A cursor that sends the parameters apart from the SQL, where it can.
 
     With psycopg 3, a server-side binding cursor on the same connection (so in
-    the same transaction): psycopg sends each array in binary (``%b``), where
-    Django's client-side binding quotes every element as text in Python. It is
-    wrapped as Django wraps its own, so queries are logged and counted, execute
-    wrappers run and errors become Django's. With psycopg 2, Django's cursor.
+    the same transaction), never preparing: Django's client-side binding quotes
+    every value into the SQL in Python, which for a statement of many values
+    (queueing a mail, storing an event, a column as an array) cost more than the
+    database's work. It is wrapped as Django wraps its own, so queries are logged
+    and counted, execute wrappers run and errors become Django's. Elsewhere
+    (psycopg 2, other databases), Django's cursor.
     """
     connection.ensure_connection()
     if psycopg is None or not isinstance(connection.connection, psycopg.Connection):
         with connection.cursor() as cursor:
-            yield cursor, "%s"
+            yield cursor
         return
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:
         raw = _ServerBindingCursor(connection.connection)
     wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
     with wrap(raw) as cursor:
-        yield cursor, "%b"
+        yield cursor
+
+
+@contextmanager
+def _array_cursor(connection: Any) -> Iterator[tuple[Any, str]]:
+    """A cursor for a statement taking one array per column (:func:`bound_cursor`),
+    and the placeholder for such an array: binary (``%b``) where the parameters go
+    apart from the SQL."""
+    with bound_cursor(connection) as cursor:
+        bound = psycopg is not None and isinstance(connection.connection, psycopg.Connection)
+        yield cursor, "%b" if bound else "%s"
 
 
 def _statements_of(cursor: Any, size: int) -> None:
@@ -459,7 +470,7 @@ def insert_linked(model: type[models.Model], values: dict[str, Any], *linked: Li
             )
             + f"\nSELECT {pk_column} FROM p"
         )
-    with _array_cursor(connection) as (cursor, _placeholder):
+    with bound_cursor(connection) as cursor:
         cursor.execute(compiled[key], params)
         return cursor.fetchone()[0]
 
