@@ -229,11 +229,13 @@ def bound_cursor(connection: Any) -> Iterator[Any]:
 
     With psycopg 3, a server-side binding cursor on the same connection (so in
     the same transaction), never preparing: Django's client-side binding quotes
-    every value into the SQL in Python, which for a statement of many values
-    (queueing a mail, storing an event, a column as an array) cost more than the
-    database's work. It is wrapped as Django wraps its own, so queries are logged
-    and counted, execute wrappers run and errors become Django's. Elsewhere
-    (psycopg 2, other databases), Django's cursor.
+    every value into the SQL in Python: a column as an array, element by element;
+    queueing a mail's 40 values (about 0.09 ms of CPU a ``send()`` on PostgreSQL).
+    Not for every statement: the one-event webhook's write statement measured
+    slower bound server-side (4.3–4.5 ms a request against 3.8–4.2). It is
+    wrapped as Django wraps its own, so queries are logged and counted, execute
+    wrappers run and errors become Django's. Elsewhere (psycopg 2, other
+    databases), Django's cursor.
     """
     connection.ensure_connection()
     if psycopg is None or not isinstance(connection.connection, psycopg.Connection):

@@ -37,7 +37,7 @@ from django.utils import timezone
 from . import status as rules
 from . import storable
 from .addresses import normalize
-from .bulk import JSONText, bound_cursor, converters, filter_in, insert_rows, update_fields
+from .bulk import JSONText, converters, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Address, Event, Recipient
 from .models.addresses import PROBLEM_FOR_STATUS
@@ -897,7 +897,7 @@ def _write_postgresql(
     if addresses:
         params += [now, addresses]
     sql = _postgresql_write_sql(connection.alias, len(read), len(changed), bool(addresses))
-    with bound_cursor(connection) as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         inserted, found = cursor.fetchone()
     return inserted == 1, found == len(read)
