@@ -238,7 +238,7 @@ def bound_cursor(connection: Any) -> Iterator[Any]:
     databases), Django's cursor.
     """
     connection.ensure_connection()
-    if psycopg is None or not isinstance(connection.connection, psycopg.Connection):
+    if not _binds_server_side(connection):
         with connection.cursor() as cursor:
             yield cursor
         return
@@ -256,8 +256,12 @@ def _array_cursor(connection: Any) -> Iterator[tuple[Any, str]]:
     and the placeholder for such an array: binary (``%b``) where the parameters go
     apart from the SQL."""
     with bound_cursor(connection) as cursor:
-        bound = psycopg is not None and isinstance(connection.connection, psycopg.Connection)
-        yield cursor, "%b" if bound else "%s"
+        yield cursor, "%b" if _binds_server_side(connection) else "%s"
+
+
+def _binds_server_side(connection: Any) -> bool:
+    """Whether :func:`bound_cursor` binds server-side here (a psycopg 3 connection)."""
+    return psycopg is not None and isinstance(connection.connection, psycopg.Connection)
 
 
 def _statements_of(cursor: Any, size: int) -> None:
