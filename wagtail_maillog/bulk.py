@@ -100,7 +100,9 @@ def _converters(field: models.Field, connection: Any) -> tuple[Converter, frozen
         )
     if kind == "DateTimeField" and not field.is_relation:
         adapt = connection.ops.adapt_datetimefield_value
-        return _datetime_converter(adapt, prepare), frozenset()
+        # One memory per connection: a mail's rows carry the same ``now`` five times.
+        last = _compiled.setdefault(connections[connection.alias], {})
+        return _datetime_converter(adapt, prepare, last.setdefault("datetime", [])), frozenset()
     if kind == "JSONField" and not field.is_relation:
         return _json_converter(prepare), frozenset()
     return prepare, frozenset()
@@ -152,7 +154,8 @@ class JSONText(str):
 def _json_converter(prepare: Converter) -> Converter:
     """:class:`JSONText` as it is where the backend takes JSON as text (SQLite,
     MySQL), as psycopg 3's ``Jsonb``, or through a field that takes it as it is (a
-    ``json`` column's); any other value through the field."""
+    ``json`` column's); an empty list or dict as prepared once (most of a mail's
+    JSON columns); any other value through the field."""
     sample = prepare({})
     if type(sample) is str:
         as_is: Converter = str
@@ -162,14 +165,24 @@ def _json_converter(prepare: Converter) -> Converter:
         as_is = prepare  # a ``json`` column's field takes JSONText as it is (PayloadJSONField)
     else:
         as_is = lambda text: prepare(json.loads(text))  # noqa: E731
+    empty = {dict: sample, list: prepare([])}
 
-    return lambda v: as_is(v) if type(v) is JSONText else prepare(v)
+    def convert(value: Any) -> Any:
+        kind = type(value)
+        if kind is JSONText:
+            return as_is(value)
+        if not value and kind in empty:
+            return empty[kind]
+        return prepare(value)
+
+    return convert
 
 
-def _datetime_converter(adapt: Converter, prepare: Converter) -> Converter:
-    """Aware datetimes go straight to the backend; a value repeated (a batch's
-    ``received_at``) is converted once."""
-    last: list[Any] = [None, None]
+def _datetime_converter(adapt: Converter, prepare: Converter, last: list[Any]) -> Converter:
+    """Aware datetimes go straight to the backend; the last one adapted (``last``,
+    shared by the converters of a connection: a batch's ``received_at``, a mail's
+    ``now``) is adapted once."""
+    last[:] = [None, None]
 
     def convert(value: Any) -> Any:
         if value is None:
@@ -178,10 +191,9 @@ def _datetime_converter(adapt: Converter, prepare: Converter) -> Converter:
             return last[1]
         if type(value) is datetime and timezone.is_aware(value):
             out = adapt(value)
-        else:
-            out = prepare(value)
-        last[:] = [value, out]
-        return out
+            last[:] = [value, out]
+            return out
+        return prepare(value)
 
     return convert
 
@@ -335,21 +347,45 @@ class _Shape:
     fields: tuple[models.Field, ...]
     columns: str  # quoted, comma-separated
     placeholders: tuple[str, ...]  # "%s", or a RawSQL value's "(...)"
-    converters: tuple[Converter, ...]
-    given: int  # the fields named by the caller, first; the others take their default
+    converters: tuple[Converter, ...]  # of the fields named by the caller, in order
+    raw: bool  # some named value is a RawSQL
+    #: The fields not named, last: each a prepared value (a constant default,
+    #: prepared once per shape) or, for a callable default, its field and converter.
+    defaults: tuple[Any, ...]
 
     def params(self, values: Iterable[Any]) -> list[Any]:
-        params: list[Any] = []
-        for convert, value in zip(self.converters, values, strict=False):
-            if isinstance(value, RawSQL):
-                params.extend(value.params)
-            else:
-                params.append(convert(value))
-        for field, convert in zip(
-            self.fields[self.given :], self.converters[self.given :], strict=True
-        ):
-            params.append(convert(field.get_default()))
+        if self.raw:
+            params: list[Any] = []
+            for convert, value in zip(self.converters, values, strict=True):
+                if isinstance(value, RawSQL):
+                    params.extend(value.params)
+                else:
+                    params.append(convert(value))
+        else:
+            params = [convert(v) for convert, v in zip(self.converters, values, strict=True)]
+        for default in self.defaults:
+            if type(default) is _Called:
+                default = default.convert(default.field.get_default())
+            params.append(default)
         return params
+
+
+@dataclass(frozen=True)
+class _Called:
+    """A default called for each row (``timezone.now``, ``uuid4``)."""
+
+    field: models.Field
+    convert: Converter
+
+
+def _default(field: models.Field, convert: Converter) -> Any:
+    """What :attr:`_Shape.defaults` holds for ``field``."""
+    default = field.default if field.has_default() else None
+    if callable(default) and default not in (dict, list):  # those give an empty JSON value
+        return _Called(field, convert)
+    if field.has_db_default():
+        return _Called(field, convert)
+    return convert(field.get_default())
 
 
 def _shape(model: type[models.Model], values: dict[str, Any], connection: Any) -> _Shape:
@@ -362,14 +398,18 @@ def _shape(model: type[models.Model], values: dict[str, Any], connection: Any) -
         others = [f for f in _concrete(model, None) if f not in named]
         fields = named + others
         quote = connection.ops.quote_name
+        convert = converters(fields, connection)
         compiled[key] = _Shape(
             table=quote(model._meta.db_table),
             fields=tuple(fields),
             columns=", ".join(quote(f.column) for f in fields),
             placeholders=tuple(f"({sql})" if sql else "%s" for sql in fragments)
             + ("%s",) * len(others),
-            converters=converters(fields, connection),
-            given=len(named),
+            converters=convert[: len(named)],
+            raw=any(fragments),
+            defaults=tuple(
+                _default(field, c) for field, c in zip(others, convert[len(named) :], strict=True)
+            ),
         )
     return compiled[key]
 
