@@ -9,7 +9,6 @@ import json
 import os
 import random
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from typing import Any
 import requests
 from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.message import AnymailRecipientStatus
+
+from tests.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK = "/anymail/sparkpost/tracking/"
@@ -281,12 +282,7 @@ class Process:
     def stop(self, timeout: float = 20) -> None:
         if self.popen.poll() is not None:
             return
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
+        stop_process_group(self.popen, timeout)
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> Process:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import pytest
 
 from tests.esp import ScriptedBackend
+from tests.processes import stop_process_group
 from tests.test_outbox_workers import python, redis_cluster, wait_until
 from tests.testapp.models import Member
 from tests.utils import needs_shared_database
@@ -65,12 +65,7 @@ def test_a_mailing_goes_out_through_a_django_q2_cluster(tmp_path, monkeypatch):
 
         finished = wait_until(done, timeout=90)
     finally:
-        os.killpg(cluster.pid, signal.SIGTERM)
-        try:
-            log = cluster.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
-            log = cluster.communicate()[0]
+        log = stop_process_group(cluster)
     assert finished, log[-3000:]
     mailing.refresh_from_db()
     assert mailing.state == MailingState.QUEUED

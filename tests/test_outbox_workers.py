@@ -23,6 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.esp import ScriptedBackend
+from tests.processes import stop_process_group
 from tests.utils import needs_shared_database
 from wagtail_maillog.models import OutboxItem, Recipient, SendAttempt
 from wagtail_maillog.outbox import worker
@@ -152,12 +153,7 @@ def test_a_django_q2_cluster_on_redis_drains_the_outbox(tmp_path):
             assert enqueue.wait(timeout=60) == 0, enqueue.stdout.read()
         drained = wait_until(lambda: not OutboxItem.objects.exists(), timeout=90)
     finally:
-        os.killpg(cluster.pid, signal.SIGTERM)
-        try:
-            log = cluster.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
-            log = cluster.communicate()[0]
+        log = stop_process_group(cluster)
     assert drained, log[-3000:]
     calls = marker.read_text().splitlines()
     assert sorted(calls) == sorted(f"Cluster {i}" for i in range(20)), log[-3000:]
@@ -222,18 +218,6 @@ def start_cluster(env: dict[str, str], log: Path) -> subprocess.Popen:
         )
 
 
-def stop_cluster(cluster: subprocess.Popen) -> None:
-    """SIGTERM: django-q2 lets its workers finish and stores their results first."""
-    if cluster.poll() is not None:
-        return
-    os.killpg(cluster.pid, signal.SIGTERM)
-    try:
-        cluster.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(cluster.pid, signal.SIGKILL)
-        cluster.wait(timeout=10)
-
-
 def most_at_once(spans: list[tuple[object, object]]) -> int:
     """The most of these (start, stop) spans that were open at the same moment."""
     edges = sorted([(start, 1) for start, _stop in spans] + [(stop, -1) for _start, stop in spans])
@@ -285,11 +269,11 @@ def test_a_backlog_keeps_the_workers_of_two_clusters_busy(tmp_path):
         drained = wait_until(lambda: not OutboxItem.objects.exists(), timeout=120)
         # Each cluster's monitor stores a run's result after the run: wait for them
         # before stopping the clusters (these do not always stop within the minute
-        # stop_cluster gives them, and a result not stored by then is lost).
+        # stop_process_group gives them, and a result not stored by then is lost).
         wait_until(lambda: sent_by_runs() == 60, timeout=60)
     finally:
         for cluster in clusters:
-            stop_cluster(cluster)
+            stop_process_group(cluster)
     assert drained, [log.read_text()[-3000:] for log in logs]
     calls = marker.read_text().splitlines()
     assert sorted(calls) == sorted(f"Backlog {i}" for i in range(60))  # each exactly once

@@ -9,14 +9,12 @@ written by anyone else is refused instead of executed.
 from __future__ import annotations
 
 import copy
-import hashlib
 import hmac
 import pickle
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
-from django.conf import settings
+from django.utils.crypto import salted_hmac
 
 SALT = "wagtail_maillog.outbox.payload"
 
@@ -25,15 +23,8 @@ class TamperedPayload(Exception):
     """The stored message does not carry our signature."""
 
 
-@lru_cache(maxsize=4)
-def _key(secret: str) -> bytes:
-    return hashlib.sha256((SALT + secret).encode()).digest()
-
-
 def _mac(data: bytes) -> str:
-    """``salted_hmac(SALT, data, algorithm="sha256")``, its key derived once per
-    SECRET_KEY rather than for each mail."""
-    return hmac.new(_key(settings.SECRET_KEY), data, hashlib.sha256).hexdigest()
+    return salted_hmac(SALT, data, algorithm="sha256").hexdigest()
 
 
 def dump(message: Any) -> tuple[bytes, str]:
