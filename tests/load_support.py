@@ -280,8 +280,6 @@ class Process:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is not None:
-            return
         stop_process_group(self.popen, timeout)
 
 

@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.esp import ScriptedBackend
+from tests.utils import plan
 from wagtail_maillog.models import ConnectorState, Message, OutboxItem
 from wagtail_maillog.models import SendState as S
 from wagtail_maillog.outbox import worker
@@ -41,14 +42,6 @@ def connectors(settings):
     }
     ScriptedBackend.script = []
     ScriptedBackend.calls = []
-
-
-def plan(sql: str) -> str:
-    """The database's plan of ``sql`` (as run, its parameters in it), as one text."""
-    explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
-    with connection.cursor() as cursor:
-        cursor.execute(explain + sql)
-        return "\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall())
 
 
 def statements(queries: CaptureQueriesContext, *parts: str) -> list[str]:

@@ -268,8 +268,7 @@ def test_a_backlog_keeps_the_workers_of_two_clusters_busy(tmp_path):
         assert wake_once.wait(timeout=60) == 0, wake_once.stdout.read()
         drained = wait_until(lambda: not OutboxItem.objects.exists(), timeout=120)
         # Each cluster's monitor stores a run's result after the run: wait for them
-        # before stopping the clusters (these do not always stop within the minute
-        # stop_process_group gives them, and a result not stored by then is lost).
+        # before stopping the clusters (a result not stored by then may be lost).
         wait_until(lambda: sent_by_runs() == 60, timeout=60)
     finally:
         for cluster in clusters:

@@ -10,6 +10,7 @@ import pytest
 from anymail.message import AnymailRecipientStatus
 from django.contrib.auth.models import Group, Permission, User
 from django.core.mail import EmailMessage
+from django.db import connection
 from django.test import Client
 
 from wagtail_maillog.models import Message
@@ -122,3 +123,11 @@ class Statements:
         else:
             self.captured.__exit__(*exc)
             self.count = len(self.captured)
+
+
+def plan(sql: str, params: Any = None) -> str:
+    """The database's plan of ``sql`` (its parameters in it, or ``params``), as one text."""
+    explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+    with connection.cursor() as cursor:
+        cursor.execute(explain + sql, params)
+        return "\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall())

@@ -101,8 +101,9 @@ def _converters(field: models.Field, connection: Any) -> tuple[Converter, frozen
     if kind == "DateTimeField" and not field.is_relation:
         adapt = connection.ops.adapt_datetimefield_value
         # One memory per connection: a mail's rows carry the same ``now`` five times.
-        last = _compiled.setdefault(connections[connection.alias], {})
-        return _datetime_converter(adapt, prepare, last.setdefault("datetime", [])), frozenset()
+        compiled = _compiled.setdefault(connections[connection.alias], {})
+        last = compiled.setdefault("datetime", [None, None])
+        return _datetime_converter(adapt, prepare, last), frozenset()
     if kind == "JSONField" and not field.is_relation:
         return _json_converter(prepare), frozenset()
     return prepare, frozenset()
@@ -171,7 +172,7 @@ def _json_converter(prepare: Converter) -> Converter:
         kind = type(value)
         if kind is JSONText:
             return as_is(value)
-        if not value and kind in empty:
+        if kind in empty and not value:
             return empty[kind]
         return prepare(value)
 
@@ -182,7 +183,6 @@ def _datetime_converter(adapt: Converter, prepare: Converter, last: list[Any]) -
     """Aware datetimes go straight to the backend; the last one adapted (``last``,
     shared by the converters of a connection: a batch's ``received_at``, a mail's
     ``now``) is adapted once."""
-    last[:] = [None, None]
 
     def convert(value: Any) -> Any:
         if value is None:

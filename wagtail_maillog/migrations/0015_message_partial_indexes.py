@@ -10,9 +10,11 @@ PARTIAL = [
     ("maillog_msg_team", ["team", "created_at"], "team"),
     ("maillog_msg_resent_from", ["resent_from"], "resent_from"),
 ]
-#: Django's name for the single-column index it made for ``resent_from`` (PostgreSQL
-#: and SQLite; on MySQL/MariaDB the key's constraint has an index of its own).
-RESENT_FROM = "wagtail_maillog_message_resent_from_id_9f0a942b"
+#: The single-column index Django made for ``resent_from`` (PostgreSQL and SQLite; on
+#: MySQL/MariaDB the key's constraint has an index of its own), to drop or create again.
+DJANGOS = models.Index(
+    fields=["resent_from"], name="wagtail_maillog_message_resent_from_id_9f0a942b"
+)
 
 
 def _index(name, fields, key, partial):
@@ -20,15 +22,11 @@ def _index(name, fields, key, partial):
     return models.Index(fields=fields, name=name, condition=condition)
 
 
-def _drop_if_there(schema_editor, model, name):
-    table = model._meta.db_table
+def _drop_if_there(schema_editor, model, index):
     with schema_editor.connection.cursor() as cursor:
-        there = name in schema_editor.connection.introspection.get_constraints(cursor, table)
-    if there:
-        quote = schema_editor.quote_name
-        schema_editor.execute(
-            schema_editor.sql_delete_index % {"name": quote(name), "table": quote(table)}
-        )
+        found = schema_editor.connection.introspection.get_constraints(cursor, model._meta.db_table)
+    if index.name in found:
+        schema_editor.remove_index(model, index)
 
 
 def make_partial(apps, schema_editor):
@@ -42,16 +40,12 @@ def make_partial(apps, schema_editor):
             schema_editor.remove_index(message, _index(name, fields, key, partial=False))
             schema_editor.add_index(message, _index(name, fields, key, partial=True))
     schema_editor.add_index(message, _index(*PARTIAL[3], partial=True))
-    _drop_if_there(schema_editor, message, RESENT_FROM)
+    _drop_if_there(schema_editor, message, DJANGOS)
 
 
 def make_whole(apps, schema_editor):
     message = apps.get_model("wagtail_maillog", "Message")
-    quote = schema_editor.quote_name
-    schema_editor.execute(
-        f"CREATE INDEX {quote(RESENT_FROM)} ON {quote(message._meta.db_table)} "
-        f"({quote('resent_from_id')})"
-    )
+    schema_editor.add_index(message, DJANGOS)
     schema_editor.remove_index(message, _index(*PARTIAL[3], partial=True))
     if schema_editor.connection.features.supports_partial_indexes:
         for name, fields, key in PARTIAL[:3]:
