@@ -323,6 +323,18 @@ def _post(client, auth, payload) -> int:
     return sent.count
 
 
+@pytest.fixture(
+    params=["statement", "function"] if connection.vendor == "postgresql" else ["statement"]
+)
+def write_path(request, monkeypatch) -> str:
+    """PostgreSQL's one-event write: the statement (a new connection for each request,
+    Django's default ``CONN_MAX_AGE = 0``) or migration 0016's function (a connection
+    that lives on). One run elsewhere."""
+    max_age = 60 if request.param == "function" else 0
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", max_age)
+    return request.param
+
+
 @pytest.fixture
 def two_sent(db):
     """ann's message (she has an address row) and bob's (he has none), both queued at the ESP."""
@@ -355,6 +367,7 @@ def _one_event_requests(client, auth) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.usefixtures("write_path")
 def test_one_event_requests_cost_at_most_three_statements(client, webhook_auth, two_sent):
     counts = _one_event_requests(client, webhook_auth)
     assert max(counts.values()) <= ONE_EVENT_LIMIT, counts
@@ -367,10 +380,11 @@ def test_one_event_requests_cost_at_most_three_statements(client, webhook_auth, 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's compare-and-set path")
 def test_postgresql_stores_one_event_in_two_statements_without_a_transaction(
-    client, webhook_auth, two_sent
+    client, webhook_auth, two_sent, write_path
 ):
-    """A read without a lock, then one statement: no BEGIN and COMMIT of its own (in a
-    test a transaction of its own shows as a savepoint)."""
+    """A read without a lock, then one statement (or the call of the function that
+    holds it): no BEGIN and COMMIT of its own (in a test a transaction of its own shows
+    as a savepoint)."""
     with DataStatements() as sent:
         assert (
             post_json(
@@ -380,8 +394,13 @@ def test_postgresql_stores_one_event_in_two_statements_without_a_transaction(
         )
     assert sent.count == 2, sent.sql
     assert not any(q["sql"].upper().startswith("SAVEPOINT") for q in sent.inner.captured)
-    assert "FOR NO KEY UPDATE" not in sent.sql[0] and "FOR NO KEY UPDATE" in sent.sql[1]
+    assert "FOR NO KEY UPDATE" not in sent.sql[0]
+    if write_path == "function":
+        assert sent.sql[1].startswith(f"SELECT inserted, locked FROM {events.STORE_ONE_EVENT}(")
+    else:
+        assert sent.sql[1].startswith("WITH chk") and "FOR NO KEY UPDATE" in sent.sql[1]
     assert Recipient.objects.get(address="ann@example.com").status == "delivered"
+    assert Address.objects.get(address="ann@example.com").last_event_at is not None
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own path")
@@ -392,6 +411,7 @@ def test_sqlite_without_returning_stores_the_same(client, webhook_auth, two_sent
     assert max(counts.values()) <= ONE_EVENT_LIMIT + 1, counts
 
 
+@pytest.mark.usefixtures("write_path")
 def test_a_bounce_adds_only_the_address_status_change(client, webhook_auth, two_sent):
     """A change that marks the address (a bounce, a complaint) also reads, updates and
     writes the history of the address: its ``last_event_at`` goes in that UPDATE."""
@@ -443,6 +463,7 @@ def test_a_switch_in_the_admin_counts_for_the_next_mail_queued_in_any_process(se
     assert OutboxItem.objects.get(message__subject="Plain").state == S.QUEUED
 
 
+@pytest.mark.usefixtures("write_path")
 def test_an_event_stored_meanwhile_changes_nothing_twice(monkeypatch):
     """A concurrent request may store the same event between the SELECT and the
     INSERT: the INSERT finds it, and nothing else of the request is written."""
@@ -468,6 +489,7 @@ def test_an_event_stored_meanwhile_changes_nothing_twice(monkeypatch):
     connection.vendor != "postgresql",
     reason="the only unlocked SELECT: SQLite has one writer, MariaDB's SELECT locks",
 )
+@pytest.mark.usefixtures("write_path")
 def test_a_recipient_moved_after_the_select_gets_the_event_on_its_new_state(
     client, webhook_auth, two_sent
 ):
@@ -499,6 +521,41 @@ def test_a_recipient_moved_after_the_select_gets_the_event_on_its_new_state(
     assert (ann.status, ann.status_at) == ("opened", opened)
     assert ann.events.get().event_type == "delivered"
     assert moved and any("FOR NO KEY UPDATE" in sql for sql in sent.sql[2:]), sent.sql
+
+
+@pytest.mark.usefixtures("write_path")
+@pytest.mark.parametrize("other_moved", [False, True])
+def test_an_event_of_one_of_several_recipients_moves_only_its_own(
+    client, webhook_auth, other_moved
+):
+    """The recipients of one message share its ESP id: an event of one of them moves
+    only that one. The write compares every recipient the SELECT read: when another
+    request moved another recipient of the message meanwhile, the unlocked write (on
+    PostgreSQL) writes nothing and the locked path stores the event."""
+    send_with_ids(["ann@example.com", "bob@example.com", "cid@example.com"], "pm-3")
+    Address.objects.create(address="bob@example.com")
+    before = dict(Recipient.objects.values_list("address", "status"))
+    moved: list[str] = []
+
+    def move_ann_after_the_select(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if other_moved and not moved and sql.lstrip().upper().startswith("SELECT R."):
+            moved.append(sql)
+            Recipient.objects.filter(address="ann@example.com").update(status="opened")
+        return result
+
+    payload = postmark("Delivery", "pm-3", "bob@example.com")
+    with connection.execute_wrapper(move_ann_after_the_select), DataStatements() as sent:
+        assert post_json(client, POSTMARK_URL, payload, webhook_auth).status_code == 200
+    after = dict(Recipient.objects.values_list("address", "status"))
+    expected = {**before, "bob@example.com": "delivered"}
+    if moved:
+        expected["ann@example.com"] = "opened"
+    assert after == expected
+    assert Event.objects.get().recipient.address == "bob@example.com"
+    assert Address.objects.get().last_event_at is not None
+    locked_path = any(sql.startswith("WITH locked AS") for sql in sent.sql)
+    assert locked_path == (other_moved and connection.vendor == "postgresql"), sent.sql
 
 
 @pytest.mark.parametrize(
@@ -539,6 +596,7 @@ def test_an_event_whose_mail_was_handed_over_after_the_select_finds_its_recipien
 
 @pytest.mark.parametrize("failing", [1, 2, 3])
 @pytest.mark.parametrize("kind", ["known recipient", "unknown message"])
+@pytest.mark.usefixtures("write_path")
 def test_a_failed_statement_of_one_event_stores_nothing_and_the_retry_stores_once(
     client, webhook_auth, two_sent, kind, failing
 ):
@@ -587,6 +645,7 @@ def test_a_failed_statement_of_one_event_stores_nothing_and_the_retry_stores_onc
 )
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("recipients, opens", [(12, 1), (2, 8)])
+@pytest.mark.usefixtures("write_path")
 def test_one_event_requests_at_once_keep_every_guarantee(webhook_auth, recipients, opens):
     """Eight clients post one event per request at once: every event of 12 recipients
     (deliveries, opens, bounces), each twice; or of 2 recipients with 8 opens each, so
