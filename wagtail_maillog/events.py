@@ -495,8 +495,9 @@ def ingest(items: Iterable[tuple[Any, str]]) -> IngestResult:
 #   transaction of their own. The SELECT reads the recipients without a lock; the
 #   write is one statement that first locks them where they still have the state the
 #   SELECT read (compare-and-set), and stores the event (and moves them) only if they
-#   all do. When another request moved one meanwhile, nothing is written and the
-#   event takes the locked path:
+#   all do; on a connection that outlives the request, the same statement inside a
+#   function whose plan the session keeps (migration 0016). When another request
+#   moved one meanwhile, nothing is written and the event takes the locked path:
 # PostgreSQL, locked: one SELECT says whether the event is stored already and, if not,
 #   reads and locks (``FOR NO KEY UPDATE``) the recipients; then one statement
 #   writes the event, the recipients and the address (data-modifying CTEs), each
@@ -893,6 +894,10 @@ def _write_postgresql(
     values (a lock that waits for a concurrent writer sees its committed row), and
     inserts only if it locked them all (compare-and-set).
 
+    On a connection that outlives the request, the function of migration 0016
+    (:data:`STORE_ONE_EVENT`), which holds the same statement and whose plan the
+    database session keeps; otherwise the statement (:func:`_postgresql_write_sql`).
+
     Whether the event was inserted, and whether the recipients were as read.
     """
     read = read or []
@@ -928,8 +933,8 @@ def _postgresql_write_sql(alias: str, read: int, changed: int, addresses: bool) 
 
     Its parts are chained by their rows (``FROM chk``, ``FROM ins``), not by
     subqueries, and one recipient is named by its key, not joined to a VALUES list:
-    PostgreSQL plans this statement at every request (parsing and planning were
-    two thirds of its time), and each subquery or join is planned.
+    PostgreSQL parses and plans it at every request (most of its time), and each
+    subquery or join is planned.
     """
     fields = _event_fields()
     table = _quote(Event._meta.db_table)
@@ -988,7 +993,7 @@ def _keeps_plans(connection: Any) -> bool:
     """Whether this PostgreSQL connection outlives the request (``CONN_MAX_AGE`` other
     than 0, or Django's connection pool), so that the function's plan, made at its
     first call in the session, serves again: on a new connection for each request the
-    first call costs more than the statement (0.8 ms against 0.35)."""
+    first call costs 0.8 ms more than the statement (docs/performance.md)."""
     settings = connection.settings_dict
     return settings.get("CONN_MAX_AGE") != 0 or bool(settings.get("OPTIONS", {}).get("pool"))
 
