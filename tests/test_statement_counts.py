@@ -558,6 +558,18 @@ def test_an_event_of_one_of_several_recipients_moves_only_its_own(
     assert locked_path == (other_moved and connection.vendor == "postgresql"), sent.sql
 
 
+@pytest.mark.usefixtures("write_path")
+def test_an_event_moves_every_recipient_of_its_address(client, webhook_auth):
+    """An address both in To and in Cc of one message is two recipients with the same
+    ESP id: its event moves both, in one write (two rows of new values)."""
+    send_with_ids(["ann@example.com"], "pm-4", cc=["ann@example.com"])
+    payload = postmark("Delivery", "pm-4", "ann@example.com")
+    assert post_json(client, POSTMARK_URL, payload, webhook_auth).status_code == 200
+    moved = sorted(Recipient.objects.values_list("role", "status"))
+    assert moved == [("cc", "delivered"), ("to", "delivered")]
+    assert Event.objects.get().recipient == Recipient.objects.get(role="to")
+
+
 @pytest.mark.parametrize(
     "to, expected", [(["ann@example.com"], "delivered"), (["a@example.com", "b@example.com"], None)]
 )
