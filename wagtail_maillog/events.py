@@ -586,8 +586,20 @@ def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _event_fields() -> list[Any]:
-    return [Event._meta.get_field(name) for name in (*EventRow.COLUMNS, "received_at")]
+@functools.cache
+def _event_fields() -> tuple[Any, ...]:
+    return tuple(Event._meta.get_field(name) for name in (*EventRow.COLUMNS, "received_at"))
+
+
+def _event_values(row: EventRow) -> list[Any]:
+    """``row``'s values for :func:`_event_fields`, prepared, ``received_at`` now."""
+    return _convert(_event_fields(), (*row.values(), timezone.now()))
+
+
+def _event_into() -> str:
+    """The event table and its columns of :func:`_event_fields`, as an INSERT names them."""
+    columns = ", ".join(_quote(f.column) for f in _event_fields())
+    return f"{_quote(Event._meta.db_table)} ({columns})"
 
 
 def _convert(fields: Sequence[Any], values: Sequence[Any]) -> list[Any]:
@@ -619,8 +631,7 @@ def _event_insert(row: EventRow, match: bool) -> tuple[str, list[Any]]:
     would: the lowest pk with the event's ESP id and address; for an event without
     an address, the message's only recipient.
     """
-    fields = _event_fields()
-    params = _convert(fields, (*row.values(), timezone.now()))
+    params = _event_values(row)
     finds = "" if not (match and row.esp_message_id) else "address" if row.address else "only"
     if finds:
         index = EventRow.COLUMNS.index("recipient")
@@ -654,7 +665,7 @@ def _event_insert_sql(alias: str, vendor: str, finds: str) -> str:
             f"FROM {recipient} WHERE esp_message_id = %s))"
         )
     table = _quote(Event._meta.db_table)
-    into = f"{table} ({', '.join(_quote(f.column) for f in fields)})"
+    into = _event_into()
     if vendor == "mysql":
         return f"INSERT IGNORE INTO {into} VALUES ({', '.join(placeholders)})"
     # Not even tried when stored already: on SQLite a refused INSERT still writes
@@ -869,11 +880,12 @@ def _values(recipients: Iterable[Any]) -> list[tuple[Any, ...]]:
     return [(r.pk, r.status, r.status_at, r.opened_at, r.reason) for r in recipients]
 
 
-def _moved_fields() -> list[Any]:
-    return [Recipient._meta.get_field(name) for name in _MOVED]
+@functools.cache
+def _moved_fields() -> tuple[Any, ...]:
+    return tuple(Recipient._meta.get_field(name) for name in _MOVED)
 
 
-def _moved(rows: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]]:
+def _moved(rows: list[tuple[Any, ...]]) -> tuple[tuple[Any, ...], list[Any]]:
     """The fields of :data:`_MOVED`, and ``rows`` (:func:`_values`) prepared, row after row."""
     fields = _moved_fields()
     return fields, [value for values in rows for value in _convert(fields, values)]
@@ -901,25 +913,21 @@ def _write_postgresql(
     Whether the event was inserted, and whether the recipients were as read.
     """
     read = read or []
-    event = _convert(_event_fields(), (*row.values(), timezone.now()))
+    event = _event_values(row)
     if _keeps_plans(connection):
-        moved = _values(changed)
-        params = [*_columns(read), *event, *_columns(moved), addresses, now]
-        with connection.cursor() as cursor:
-            cursor.execute(_function_call_sql(connection.alias), params)
-            inserted, found = cursor.fetchone()
-        return inserted == 1, found == len(read)
-    params = [*_moved(read)[1], *event]
-    if len(read) > 1:
-        params.append(len(read))
-    if len(changed) == 1:
-        pk, *values = _moved(_values(changed))[1]
-        params += [*values, pk]
-    elif changed:
-        params += _moved(_values(changed))[1]
-    if addresses:
-        params += [now, addresses]
-    sql = _postgresql_write_sql(connection.alias, len(read), len(changed), bool(addresses))
+        sql = _function_call_sql(connection.alias)
+        params = [*_columns(read), *event, *_columns(_values(changed)), addresses, now]
+    else:
+        sql = _postgresql_write_sql(connection.alias, len(read), len(changed), bool(addresses))
+        params = [*_moved(read)[1], *event]
+        if len(read) > 1:
+            params.append(len(read))
+        moved = _moved(_values(changed))[1]
+        if len(changed) == 1:  # SET its values WHERE its key
+            moved = [*moved[1:], moved[0]]
+        params += moved
+        if addresses:
+            params += [now, addresses]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         inserted, found = cursor.fetchone()
@@ -936,10 +944,8 @@ def _postgresql_write_sql(alias: str, read: int, changed: int, addresses: bool) 
     PostgreSQL parses and plans it at every request (most of its time), and each
     subquery or join is planned.
     """
-    fields = _event_fields()
-    table = _quote(Event._meta.db_table)
-    into = f"{table} ({', '.join(_quote(f.column) for f in fields)})"
-    placeholders = ", ".join(_cast(f) for f in fields)
+    into = _event_into()
+    placeholders = ", ".join(_cast(f) for f in _event_fields())
     moved = _moved_fields()
     values = f"({', '.join(_cast(f) for f in moved)})"
     columns = [_quote(name) for name in _MOVED]
