@@ -191,7 +191,7 @@ def test_it_works_when_the_site_binds_server_side_itself():
     other = connection.copy()  # the same database, another connection
     other.settings_dict["OPTIONS"] = {**other.settings_dict["OPTIONS"], "server_side_binding": True}
     try:
-        with bulk._array_cursor(other) as (cursor, placeholder):
+        with bulk.array_cursor(other) as (cursor, placeholder):
             cursor.execute(
                 f"SELECT sum(n), count(s) FROM UNNEST(({placeholder})::bigint[], "
                 f"({placeholder})::varchar[]) AS v(n, s)",

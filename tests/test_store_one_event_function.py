@@ -8,11 +8,10 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
-from tests.utils import send_with_ids, tracking_event
-from wagtail_maillog import events
+from tests.utils import assert_migration_creates, send_with_ids, tracking_event
+from wagtail_maillog import events, plans
 from wagtail_maillog.models import Address, Event, Recipient
 
 pytestmark = [
@@ -83,16 +82,10 @@ def test_it_is_called_on_connections_that_outlive_the_request(monkeypatch, max_a
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_creates_and_drops_it():
-    assert _function() is not None
-    try:
-        call_command("migrate", "wagtail_maillog", "0015", verbosity=0)
-        assert _function() is None
-    finally:
-        call_command("migrate", "wagtail_maillog", verbosity=0)
-    assert _function() is not None
+    assert_migration_creates(_function, "0015")
 
 
 def test_django_s_pool_keeps_its_connections():
     pooled = SimpleNamespace(settings_dict={"CONN_MAX_AGE": 0, "OPTIONS": {"pool": True}})
-    assert events._keeps_plans(pooled)
-    assert not events._keeps_plans(SimpleNamespace(settings_dict={"CONN_MAX_AGE": 0}))
+    assert plans.keeps_plans(pooled)
+    assert not plans.keeps_plans(SimpleNamespace(settings_dict={"CONN_MAX_AGE": 0}))

@@ -131,3 +131,17 @@ def plan(sql: str, params: Any = None) -> str:
     with connection.cursor() as cursor:
         cursor.execute(explain + sql, params)
         return "\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall())
+
+
+def assert_migration_creates(found: Any, before: str) -> None:
+    """``found()`` (what a migration creates) is there at the head, gone once migrated
+    back to ``before``, and there again after migrating forward."""
+    from django.core.management import call_command
+
+    assert found()
+    try:
+        call_command("migrate", "wagtail_maillog", before, verbosity=0)
+        assert not found()
+    finally:
+        call_command("migrate", "wagtail_maillog", verbosity=0)
+    assert found()

@@ -11,7 +11,7 @@ goes as one array instead (``INSERT ... SELECT * FROM UNNEST(...)`` and
 ``UPDATE ... FROM UNNEST(...)``, as Django's own ``bulk_create`` does since
 5.2): one statement, where psycopg's ``executemany`` runs one per row.
 With psycopg 3 those arrays are bound server-side, in binary (see
-:func:`_array_cursor`): Django's default client-side binding quoted every
+:func:`array_cursor`): Django's default client-side binding quoted every
 element as text in Python, a third of a webhook POST.
 
 The parameter rows are built straight from plain values, without model
@@ -220,8 +220,15 @@ def _unnest_types(fields: Sequence[models.Field], connection: Any) -> list[str] 
             or base.get_internal_type() not in connection.data_types
         ):
             return None
-        types.append(field.db_type(connection).split("(")[0])  # varchar, not varchar(64)
+        types.append(column_type(field, connection))
     return types
+
+
+def column_type(field: models.Field, connection: Any) -> str:
+    """``field``'s column type (its target's, for a foreign key), without its length:
+    varchar, not varchar(64)."""
+    base = field.target_field if field.is_relation else field
+    return base.db_type(connection).split("(")[0]
 
 
 if psycopg is not None:
@@ -263,7 +270,7 @@ def bound_cursor(connection: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def _array_cursor(connection: Any) -> Iterator[tuple[Any, str]]:
+def array_cursor(connection: Any) -> Iterator[tuple[Any, str]]:
     """A cursor for a statement taking one array per column (:func:`bound_cursor`),
     and the placeholder for such an array: binary (``%b``) where the parameters go
     apart from the SQL."""
@@ -293,6 +300,30 @@ def _insert_sql(model: type[models.Model], fields: list[models.Field], connectio
     return sql
 
 
+def prepared_columns(
+    model: type[models.Model],
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    connection: Any,
+    leave: Sequence[str] = (),
+) -> tuple[list[models.Field], list[list[Any]]]:
+    """Every column of ``rows`` of ``model`` (values in the order of ``names``), as one
+    list of prepared values per field: the named fields, then the others (but those
+    in ``leave``) with their default, called per row as a new instance would."""
+    named = _concrete(model, names)
+    others = [f for f in _concrete(model, None) if f not in named and f.name not in leave]
+    given = [list(column) for column in zip(*rows, strict=True)] if named else []
+    if len(given) != len(named):
+        raise ValueError(f"rows of {len(given)} values for {len(named)} fields")
+    defaults = [[f.get_default() for _ in rows] for f in others]
+    fields = named + others
+    columns = [
+        column_converter(field, connection)(values)
+        for field, values in zip(fields, [*given, *defaults], strict=True)
+    ]
+    return fields, columns
+
+
 def insert_rows(
     model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
@@ -302,21 +333,10 @@ def insert_rows(
     would); rows that clash with a unique constraint are skipped.
     """
     connection = connections[router.db_for_write(model)]
-    named = _concrete(model, names)
-    others = [f for f in _concrete(model, None) if f not in named]
-    fields = named + others
     rows = list(rows)
     if not rows:
         return
-    count = len(rows)
-    given = [list(column) for column in zip(*rows, strict=True)] if named else []
-    if len(given) != len(named):
-        raise ValueError(f"rows of {len(given)} values for {len(named)} fields")
-    defaults = [[f.get_default() for _ in range(count)] for f in others]
-    columns = [
-        column_converter(field, connection)(values)
-        for field, values in zip(fields, [*given, *defaults], strict=True)
-    ]
+    fields, columns = prepared_columns(model, names, rows, connection)
     types = _unnest_types(fields, connection)
     if types is None:
         with connection.cursor() as cursor:
@@ -329,7 +349,7 @@ def insert_rows(
     # PostgreSQL: one statement, one array per column (executemany would run,
     # and plan, one INSERT per row).
     quote = connection.ops.quote_name
-    with _array_cursor(connection) as (cursor, placeholder):
+    with array_cursor(connection) as (cursor, placeholder):
         arrays = ", ".join(f"({placeholder})::{t}[]" for t in types)
         cursor.execute(
             f"INSERT INTO {quote(model._meta.db_table)} "
@@ -412,6 +432,17 @@ def _shape(model: type[models.Model], values: dict[str, Any], connection: Any) -
             ),
         )
     return compiled[key]
+
+
+def prepared_row(
+    model: type[models.Model], values: dict[str, Any], connection: Any
+) -> tuple[Any, list[Any]]:
+    """One row of plain values (``{field name: value}``, no RawSQL), prepared for
+    ``connection`` as :func:`insert_row` writes it: its shape (``fields``: the named
+    ones first, then the others; one object per connection and names, to compare by
+    identity) and its values, the others' defaults included."""
+    shape = _shape(model, values, connection)
+    return shape, shape.params(values.values())
 
 
 def _returning(model: type[models.Model], names: Sequence[str], connection: Any) -> str:
@@ -580,7 +611,7 @@ def update_fields(
     assignments = ", ".join(
         f"{quote(f.column)} = v.{alias}" for f, alias in zip(fields, aliases, strict=True)
     )
-    with _array_cursor(connection) as (cursor, placeholder):
+    with array_cursor(connection) as (cursor, placeholder):
         arrays = ", ".join(f"({placeholder})::{t}[]" for t in types)
         cursor.execute(
             f"UPDATE {table} SET {assignments} FROM UNNEST({arrays}) "

@@ -34,10 +34,10 @@ from django.db import connection, connections, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
+from . import plans, storable
 from . import status as rules
-from . import storable
 from .addresses import normalize
-from .bulk import JSONText, converters, filter_in, insert_rows, update_fields
+from .bulk import JSONText, column_type, converters, filter_in, insert_rows, update_fields
 from .conf import get_setting
 from .models import Address, Event, Recipient
 from .models.addresses import PROBLEM_FOR_STATUS
@@ -619,8 +619,7 @@ def _cast(field: Any) -> str:
 
 def _type(field: Any) -> str:
     """``field``'s column type on PostgreSQL, without its length."""
-    base = field.target_field if field.is_relation else field
-    return base.db_type(connection).split("(")[0]
+    return column_type(field, connection)
 
 
 def _event_insert(row: EventRow, match: bool) -> tuple[str, list[Any]]:
@@ -914,7 +913,7 @@ def _write_postgresql(
     """
     read = read or []
     event = _event_values(row)
-    if _keeps_plans(connection):
+    if plans.keeps_plans(connection):
         sql = _function_call_sql(connection.alias)
         params = [*_columns(read), *event, *_columns(_values(changed)), addresses, now]
     else:
@@ -993,15 +992,6 @@ def _postgresql_write_sql(alias: str, read: int, changed: int, addresses: bool) 
 #: The PostgreSQL function of migration 0016: :func:`_postgresql_write_sql`'s statement
 #: for any number of recipients, its plan kept by the database session.
 STORE_ONE_EVENT = "wagtail_maillog_store_one_event"
-
-
-def _keeps_plans(connection: Any) -> bool:
-    """Whether this PostgreSQL connection outlives the request (``CONN_MAX_AGE`` other
-    than 0, or Django's connection pool), so that the function's plan, made at its
-    first call in the session, serves again: on a new connection for each request the
-    first call costs 0.8 ms more than the statement (docs/performance.md)."""
-    settings = connection.settings_dict
-    return settings.get("CONN_MAX_AGE") != 0 or bool(settings.get("OPTIONS", {}).get("pool"))
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:

@@ -24,14 +24,23 @@ from typing import Any
 from anymail.exceptions import AnymailInvalidAddress
 from anymail.utils import parse_address_list
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import connection, connections, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import plans, storable
 from . import status as rules
-from . import storable
 from .addresses.suppression import apply as suppress
-from .bulk import Linked, filter_in, insert_linked, update_fields
+from .bulk import (
+    Linked,
+    array_cursor,
+    column_type,
+    filter_in,
+    insert_linked,
+    prepared_columns,
+    prepared_row,
+    update_fields,
+)
 from .conf import get_setting
 from .context import (
     ATTEMPT_ATTRIBUTE,
@@ -46,8 +55,9 @@ from .context import (
 )
 from .events import StatusChange, announce, attach_orphans, lock_esp_ids
 from .merging import MERGE_FIELD_ATTRIBUTE, values_to_keep
-from .models import Message, Recipient, SendAttempt
+from .models import Message, OutboxItem, Recipient, SendAttempt
 from .models.messages import Importance, Role
+from .outbox.connectors import SwitchedState
 from .redaction import is_sensitive, redact, redact_headers
 
 logger = logging.getLogger(__name__)
@@ -216,8 +226,7 @@ def record_message(
     if merge_data:  # a batch: what each recipient got (merging.py)
         for row in recipients:
             row["merge_values"] = values_to_keep(merge_data.get(row["address"]))
-    pk = insert_linked(
-        Message,
+    pk = _insert(
         dict(
             created_at=now,
             subject=storable.text(str(message.subject or "")),
@@ -243,11 +252,98 @@ def record_message(
             else None,
             **_related(label.related),
         ),
-        Linked(Recipient, "message", recipients),
-        *linked,
+        recipients,
+        linked,
     )
     setattr(message, PK_ATTRIBUTE, pk)
     return pk
+
+
+#: The PostgreSQL function of migration 0017: a message, its recipients and its
+#: outbox row in one call, whose plans the database session keeps.
+RECORD_ONE = "wagtail_maillog_record_one"
+
+
+def _insert(
+    values: dict[str, Any], recipients: list[dict[str, Any]], linked: Sequence[Linked]
+) -> int:
+    """Write a message's rows: its own, its recipients' and the ``linked`` ones; its pk.
+
+    On PostgreSQL, by :data:`RECORD_ONE` once the database session keeps its plans
+    (:func:`..plans.repeats`), with no more than one outbox row linked; else
+    :func:`..bulk.insert_linked` (one statement on PostgreSQL).
+    """
+    connection = connections[router.db_for_write(Message)]
+    outbox = linked[0].rows[0] if len(linked) == 1 and len(linked[0].rows) == 1 else None
+    if (
+        connection.vendor == "postgresql"
+        and (not linked or (outbox is not None and linked[0].model is OutboxItem))
+        and plans.repeats(connection, RECORD_ONE)
+    ):
+        return _record_one(connection, values, recipients, outbox)
+    return insert_linked(Message, values, Linked(Recipient, "message", recipients), *linked)
+
+
+def _record_one(
+    connection: Any,
+    values: dict[str, Any],
+    recipients: list[dict[str, Any]],
+    outbox: dict[str, Any] | None,
+) -> int:
+    """Call :data:`RECORD_ONE`: the message's columns, its recipients' as one array
+    each, its outbox row's (none: NULL), and the state its row takes while the admin's
+    switch of its connector is off."""
+    switch_off = None
+    if outbox is not None and isinstance(outbox.get("state"), SwitchedState):
+        switch_off = outbox["state"].off  # the function reads the switch
+        outbox = {**outbox, "state": outbox["state"].on}
+    message, params = prepared_row(Message, values, connection)
+    with array_cursor(connection) as (cursor, placeholder):
+        if len(recipients) == 1:  # the commonest: its values, each in an ARRAY[]
+            one, row = prepared_row(Recipient, {"message": None, **recipients[0]}, connection)
+            recipient: Any = one
+            params += row[1:]  # (its key first: NULL)
+            placeholder = "ARRAY[%s]"
+        else:
+            names = list(recipients[0]) if recipients else []
+            rows = [list(row.values()) for row in recipients]
+            fields, arrays = prepared_columns(Recipient, names, rows, connection, ("message",))
+            recipient = tuple(fields)
+            params += arrays
+            placeholder = f"({placeholder})"
+        own = None
+        if outbox is not None:
+            own, row = prepared_row(OutboxItem, {"message": None, **outbox}, connection)
+            params += [*row[1:], switch_off]
+        key = (connection.alias, message, recipient, own, placeholder)
+        sql = _RECORD_ONE_CALLS.get(key)
+        if sql is None:
+            sql = _RECORD_ONE_CALLS[key] = _record_one_sql(connection, *key[1:])
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+#: The call of :data:`RECORD_ONE` for each shape of its rows (``bulk.prepared_row``'s
+#: shapes, compared by identity: one per connection).
+_RECORD_ONE_CALLS: dict[tuple[Any, ...], str] = {}
+
+
+def _record_one_sql(connection: Any, message: Any, recipient: Any, outbox: Any, array: str) -> str:
+    """The call of :data:`RECORD_ONE` for these rows, each argument named after its
+    column (the order of the function's parameters does not matter)."""
+
+    def typed(prefix: str, fields: Sequence[Any], placeholder: str, suffix: str = "") -> list[str]:
+        return [
+            f"{prefix}{f.column} => {placeholder}::{column_type(f, connection)}{suffix}"
+            for f in fields
+        ]
+
+    recipients = recipient.fields[1:] if hasattr(recipient, "fields") else recipient
+    arguments = [*typed("m_", message.fields, "%s"), *typed("r_", recipients, array, "[]")]
+    if outbox is not None:
+        state = column_type(OutboxItem._meta.get_field("state"), connection)
+        arguments += [*typed("o_", outbox.fields[1:], "%s"), f"o_switch_off => %s::{state}"]
+    return f"SELECT {RECORD_ONE}({', '.join(arguments)})"
 
 
 def on_pre_send(sender: Any, message: Any, esp_name: str, **kwargs: Any) -> None:

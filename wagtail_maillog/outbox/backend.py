@@ -6,9 +6,10 @@ sends it through its connector (see :mod:`wagtail_maillog.outbox.worker`).
 
 Queueing one mail writes the message, its recipients and the outbox row, whose
 INSERT also reads the connector's switch (:func:`.connectors.queued_state`):
-one statement on PostgreSQL, three elsewhere (:func:`..bulk.insert_linked`),
-built once per connection, not model instances saved: one ``send()`` per mail
-is how most sites send.
+one statement on PostgreSQL (a function whose plan the session keeps, once it
+has queued a few: :func:`..recording._insert`), three elsewhere
+(:func:`..bulk.insert_linked`), built once per connection, not model instances
+saved: one ``send()`` per mail is how most sites send.
 """
 
 from __future__ import annotations

@@ -7,10 +7,13 @@ from typing import Any
 
 from anymail.backends.base import AnymailBaseBackend
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import CharField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..conf import get_setting
+from ..models.outbox import SendState
 
 
 def configured() -> dict[str, dict[str, Any]]:
@@ -92,20 +95,26 @@ def queued_state(name: str) -> Any:
     until then, not what decides whether mail leaves.
     """
     from django.db import router
-    from django.db.models import CharField
-    from django.db.models.expressions import RawSQL
 
-    from ..models import ConnectorState, SendState
+    from ..models import ConnectorState
 
     if not configured()[name].get("ENABLED", True):
         return SendState.CONNECTOR_DISABLED
-    # Raw SQL: a queryset expression cost more to compile, for each mail, than the
-    # query it saves.
-    return RawSQL(
-        _switch_sql(router.db_for_read(ConnectorState)),
-        (name, False, SendState.CONNECTOR_DISABLED.value, SendState.QUEUED.value),
-        output_field=CharField(),
-    )
+    return SwitchedState(name, router.db_for_read(ConnectorState))
+
+
+class SwitchedState(RawSQL):
+    """The state of queued mail as the INSERT reads it: "queued", or "connector
+    disabled" while the admin's switch of the connector is off (PostgreSQL's
+    ``wagtail_maillog_record_one`` reads the switch itself, given ``on`` and ``off``).
+    Raw SQL: a queryset expression cost more to compile, for each mail, than the
+    query it saves."""
+
+    on = SendState.QUEUED.value
+    off = SendState.CONNECTOR_DISABLED.value
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(_switch_sql(alias), (name, False, self.off, self.on), CharField())
 
 
 @functools.cache
