@@ -315,17 +315,14 @@ def _record_one(
         if outbox is not None:
             own, row = prepared_row(OutboxItem, {"message": None, **outbox}, connection)
             params += [*row[1:], switch_off]
-        key = (connection.alias, message, recipient, own, placeholder)
-        sql = _RECORD_ONE_CALLS.get(key)
+        # Built once per connection and shapes of the rows (compared by identity).
+        calls = connection.__dict__.setdefault("_maillog_record_one", {})
+        key = (message, recipient, own, placeholder)
+        sql = calls.get(key)
         if sql is None:
-            sql = _RECORD_ONE_CALLS[key] = _record_one_sql(connection, *key[1:])
+            sql = calls[key] = _record_one_sql(connection, *key)
         cursor.execute(sql, params)
         return cursor.fetchone()[0]
-
-
-#: The call of :data:`RECORD_ONE` for each shape of its rows (``bulk.prepared_row``'s
-#: shapes, compared by identity: one per connection).
-_RECORD_ONE_CALLS: dict[tuple[Any, ...], str] = {}
 
 
 def _record_one_sql(connection: Any, message: Any, recipient: Any, outbox: Any, array: str) -> str:
