@@ -4,10 +4,11 @@ Queueing a mail through the outbox writes its message, its recipients and its
 outbox row. Sent as one statement, PostgreSQL parses and plans it for each mail:
 about half of the server's time for a ``send()``. A PL/pgSQL function's statements
 are planned at its first call in a database session and the plans kept for the
-session, whatever pooler sits in between. ``wagtail_maillog.plans`` calls it once a
-session has shown that it records mail again and again (a worker, a command, a
-mailing, a connection that outlives its request); a one-off ``send()`` on a new
-connection sends the statement.
+session, whatever pooler sits in between. ``wagtail_maillog.recording`` calls it
+once a session has shown that it records mail again and again (a worker, a
+command, a mailing, a connection that outlives its request: the rule is
+``wagtail_maillog.plans.repeats``); a one-off ``send()`` on a new connection sends
+the statement.
 
 The function takes each column of the message, each column of its recipients as
 one array, and each column of its outbox row (all NULL: no outbox row, a mail sent
