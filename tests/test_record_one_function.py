@@ -217,6 +217,7 @@ def _session(max_age=0, pool=False):
     return SimpleNamespace(
         settings_dict={"CONN_MAX_AGE": max_age, "OPTIONS": {"pool": True} if pool else {}},
         connection=object(),
+        ensure_connection=lambda: None,  # open already
     )
 
 

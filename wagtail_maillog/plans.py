@@ -47,6 +47,7 @@ def repeats(connection: Any, name: str) -> bool:
     """
     if keeps_plans(connection):
         return True
+    connection.ensure_connection()  # the session the write will run in, not None
     session = connection.connection
     kept = connection.__dict__.get("_maillog_runs")
     if kept is None or kept[0] is not session:

@@ -297,18 +297,18 @@ def _record_one(
     if outbox is not None and isinstance(outbox.get("state"), SwitchedState):
         switch_off = outbox["state"].off  # the function reads the switch
         outbox = {**outbox, "state": outbox["state"].on}
-    message, params = prepared_row(Message, values, connection)
+    shape, params = prepared_row(Message, values, connection)
     with array_cursor(connection) as (cursor, placeholder):
         if len(recipients) == 1:  # the commonest: its values, each in an ARRAY[]
             one, row = prepared_row(Recipient, {"message": None, **recipients[0]}, connection)
-            recipient: Any = one
-            params += row[1:]  # (its key first: NULL)
+            each, fields = one, one.fields[1:]  # (its key first: NULL)
+            params += row[1:]
             placeholder = "ARRAY[%s]"
         else:
             names = list(recipients[0]) if recipients else []
             rows = [list(row.values()) for row in recipients]
-            fields, arrays = prepared_columns(Recipient, names, rows, connection, ("message",))
-            recipient = tuple(fields)
+            columns, arrays = prepared_columns(Recipient, names, rows, connection, ("message",))
+            each = fields = tuple(columns)
             params += arrays
             placeholder = f"({placeholder})"
         own = None
@@ -317,17 +317,27 @@ def _record_one(
             params += [*row[1:], switch_off]
         # Built once per connection and shapes of the rows (compared by identity).
         calls = connection.__dict__.setdefault("_maillog_record_one", {})
-        key = (message, recipient, own, placeholder)
+        key = (shape, each, own, placeholder)
         sql = calls.get(key)
         if sql is None:
-            sql = calls[key] = _record_one_sql(connection, *key)
+            outbox_fields = own.fields[1:] if own is not None else None
+            sql = calls[key] = _record_one_sql(
+                connection, shape.fields, fields, outbox_fields, placeholder
+            )
         cursor.execute(sql, params)
         return cursor.fetchone()[0]
 
 
-def _record_one_sql(connection: Any, message: Any, recipient: Any, outbox: Any, array: str) -> str:
-    """The call of :data:`RECORD_ONE` for these rows, each argument named after its
-    column (the order of the function's parameters does not matter)."""
+def _record_one_sql(
+    connection: Any,
+    message: Sequence[Any],
+    recipient: Sequence[Any],
+    outbox: Sequence[Any] | None,
+    array: str,
+) -> str:
+    """The call of :data:`RECORD_ONE` for these fields (the outbox row's: None, none),
+    each argument named after its column (the order of the function's parameters does
+    not matter)."""
 
     def typed(prefix: str, fields: Sequence[Any], placeholder: str, suffix: str = "") -> list[str]:
         return [
@@ -335,11 +345,10 @@ def _record_one_sql(connection: Any, message: Any, recipient: Any, outbox: Any, 
             for f in fields
         ]
 
-    recipients = recipient.fields[1:] if hasattr(recipient, "fields") else recipient
-    arguments = [*typed("m_", message.fields, "%s"), *typed("r_", recipients, array, "[]")]
+    arguments = [*typed("m_", message, "%s"), *typed("r_", recipient, array, "[]")]
     if outbox is not None:
         state = column_type(OutboxItem._meta.get_field("state"), connection)
-        arguments += [*typed("o_", outbox.fields[1:], "%s"), f"o_switch_off => %s::{state}"]
+        arguments += [*typed("o_", outbox, "%s"), f"o_switch_off => %s::{state}"]
     return f"SELECT {RECORD_ONE}({', '.join(arguments)})"
 
 
