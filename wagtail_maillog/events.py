@@ -914,8 +914,15 @@ def _write_postgresql(
     read = read or []
     event = _event_values(row)
     if plans.keeps_plans(connection):
-        sql = _function_call_sql(connection.alias)
-        params = [*_columns(read), *event, *_columns(_values(changed)), addresses, now]
+        sizes = (_size(read), _size(changed), _size(addresses))
+        sql = _function_call_sql(connection.alias, *sizes)
+        params = [
+            *_arrays(_columns(read), sizes[0]),
+            *event,
+            *_arrays(_columns(_values(changed)), sizes[1]),
+            *_arrays([addresses], sizes[2]),
+            now,
+        ]
     else:
         sql = _postgresql_write_sql(connection.alias, len(read), len(changed), bool(addresses))
         params = [*_moved(read)[1], *event]
@@ -1003,15 +1010,49 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*prepared, strict=True)]
 
 
+def _size(values: Sequence[Any]) -> int:
+    """How an array of ``values`` goes to the function: 0, 1 or 2 (more than one)."""
+    return min(len(values), 2)
+
+
+def _arrays(columns: list[list[Any]], size: int) -> list[Any]:
+    """The parameters of ``columns`` arrays of ``size`` (:func:`_size`): none when
+    empty, the value when one, else the list."""
+    if size == 1:
+        return [column[0] for column in columns]
+    return columns if size else []
+
+
+def _array(type_: str, size: int) -> str:
+    """The placeholder of an array argument of ``size`` (:func:`_size`).
+
+    An empty array or one of one value is written in the SQL (``ARRAY[%s::type]``):
+    the client then quotes its value as it quotes any other, where dumping a list
+    as an array literal cost most of the call's Python time (one value is the
+    commonest: one recipient read, moved, one address touched)."""
+    if size == 0:
+        return f"ARRAY[]::{type_}[]"
+    return f"ARRAY[%s::{type_}]" if size == 1 else f"%s::{type_}[]"
+
+
 @functools.cache
-def _function_call_sql(alias: str) -> str:
+def _function_call_sql(alias: str, read: int = 2, changed: int = 2, touched: int = 2) -> str:
     """The call of :data:`STORE_ONE_EVENT`: the recipients as read, the event, the
-    recipients' new values (one array per column), the addresses and their time."""
-    arrays = [f"%s::{_type(field)}[]" for field in _moved_fields()]
+    recipients' new values (one array per column), the addresses and their time.
+
+    ``read``, ``changed``, ``touched``: each array's size (:func:`_size`). The
+    function's plan is the same for every size."""
+    moved = [_type(field) for field in _moved_fields()]
     event = [_cast(field) for field in _event_fields()]
-    touched = _type(Address._meta.get_field("address"))
+    touched_type = _type(Address._meta.get_field("address"))
     at = _type(Address._meta.get_field("last_event_at"))
-    arguments = [*arrays, *event, *arrays, f"%s::{touched}[]", f"%s::{at}"]
+    arguments = [
+        *(_array(t, read) for t in moved),
+        *event,
+        *(_array(t, changed) for t in moved),
+        _array(touched_type, touched),
+        f"%s::{at}",
+    ]
     return f"SELECT inserted, locked FROM {STORE_ONE_EVENT}({', '.join(arguments)})"
 
 
