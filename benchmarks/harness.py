@@ -394,6 +394,32 @@ def analyze(cursor: Any = None) -> None:
         cursor.fetchall()
 
 
+def settle() -> None:
+    """Bring the database to the state a site's would be in between bursts, the same
+    for every contender measured after it.
+
+    PostgreSQL: ``VACUUM ANALYZE`` (this machine's server runs with autovacuum off,
+    which a site's does not: updated rows' old versions stayed in the tables and
+    their indexes, to be stepped over by every later lookup), then ``CHECKPOINT``,
+    so that no contender writes the whole pages of the first changes after a
+    checkpoint for another's rows, or runs into one the one before it started.
+    SQLite (WAL mode): a checkpoint of the WAL into the database. MariaDB: ANALYZE.
+    """
+    from django.db import DatabaseError, connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("VACUUM ANALYZE")
+            try:
+                cursor.execute("CHECKPOINT")  # superusers and pg_checkpoint's members
+            except DatabaseError as exc:
+                log(f"no CHECKPOINT between contenders: {exc}")
+        elif connection.vendor == "sqlite":
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            analyze(cursor)
+
+
 def describe_database() -> str:
     from django.db import connection
 
