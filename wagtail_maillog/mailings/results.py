@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
+from .. import tasks
 from ..models import Mailing, MailingState, OutboxItem, Recipient, SendAttempt, SendState
 
 logger = logging.getLogger(__name__)
@@ -209,9 +210,7 @@ def request_refresh(mailing: Mailing) -> bool:
     if not started:
         return False
     try:
-        from django_q.tasks import async_task
-
-        async_task(TASK, mailing.pk, task_name=f"wagtail-maillog results {mailing.pk}")
+        tasks.async_task(TASK, mailing.pk, task_name=f"wagtail-maillog results {mailing.pk}")
     except Exception as exc:
         Mailing.objects.filter(pk=mailing.pk).update(
             refresh_running=False, refresh_note=f"{type(exc).__name__}: {exc}"

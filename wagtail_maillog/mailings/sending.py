@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .. import tasks
 from ..addresses import normalize
 from ..context import label
 from ..merging import MERGE_FIELD_ATTRIBUTE
@@ -88,9 +89,9 @@ def send(mailing: Mailing, user: Any = None, send_at: Any = None) -> Mailing:
 
 def _start_task(pk: int) -> None:
     try:
-        from django_q.tasks import async_task
-
-        async_task(TASK, pk, task_name=f"wagtail-maillog mailing {pk}", group="wagtail-maillog")
+        tasks.async_task(
+            TASK, pk, task_name=f"wagtail-maillog mailing {pk}", group="wagtail-maillog"
+        )
     except Exception:  # the every-minute schedule picks it up
         logger.warning("Could not start mailing %s now; the schedule will", pk, exc_info=True)
 

@@ -46,6 +46,7 @@ from ..models.addresses import PROBLEMS
 from ..models.outbox import CANCELLABLE_STATES, WAITING
 from ..recording import Answer, describe, store_answers
 from ..recording import _addresses as addresses_of
+from ..tasks import async_task, keeping_connections
 from . import connectors, parking, retry
 from . import interrupted as interrupted_batch
 from .payload import load
@@ -91,8 +92,6 @@ def wake() -> None:
     if not cache.add(WAKE_KEY, 1, timeout=2):
         return
     try:
-        from django_q.tasks import async_task
-
         async_task(TASK, task_name="wagtail-maillog outbox", group="wagtail-maillog")
     except Exception:
         logger.warning(
@@ -810,12 +809,12 @@ class _Helpers:
                 self.enabled = False
                 return
             from django_q.brokers import get_broker
-            from django_q.tasks import async_task
 
-            if self.broker is None:
-                self.broker = get_broker()
-            if self.broker.queue_size():
-                return  # a run waits already
+            with keeping_connections():
+                if self.broker is None:
+                    self.broker = get_broker()
+                if self.broker.queue_size():
+                    return  # a run waits already
             async_task(
                 TASK,
                 task_name="wagtail-maillog outbox",
