@@ -1,14 +1,14 @@
 """Asking django-q2 for a task without closing the caller's database connection.
 
 django-q2's ORM broker calls Django's ``close_old_connections()`` before each of
-its queries, unless the broker's database is inside ``atomic``. Outside a
-request's end that closes a connection its owner still uses: with ``CONN_MAX_AGE
-= 0`` (Django's default) every connection counts as old. A view that sent mail
-(the outbox's wake, after its commit) then opened a second connection for the
-rest of its request, a worker in the middle of its run another for its next
-batch: each a new PostgreSQL backend (milliseconds), whose kept plans
-(:mod:`.plans`) started over. Inside ``atomic`` the broker leaves them open; its
-one INSERT commits at the block's end.
+its queries, unless the broker's database is inside ``atomic``. Django calls it
+at a request's end; anywhere else it closes a connection its owner still uses,
+for with ``CONN_MAX_AGE = 0`` (Django's default) every connection counts as old.
+A view that sent mail (the outbox's wake-up, after its commit) then opened a
+second connection for the rest of its request, and a worker in the middle of
+its run one for its next batch: each a new PostgreSQL backend (milliseconds),
+whose kept plans (:mod:`.plans`) started over. Inside ``atomic`` the broker
+leaves them open; its one INSERT commits at the block's end.
 """
 
 from __future__ import annotations
