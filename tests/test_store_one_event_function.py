@@ -49,7 +49,7 @@ def test_its_arguments_are_the_values_the_code_passes():
         "touched",
         "touched_at",
     ]
-    assert events._function_call_sql(connection.alias).count("%s") == len(inputs)
+    assert events._function_call_sql(connection.alias, 2, 2, 2).count("%s") == len(inputs)
 
 
 def test_it_inserts_every_column_of_an_event():

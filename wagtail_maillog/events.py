@@ -1036,7 +1036,7 @@ def _array(type_: str, size: int) -> str:
 
 
 @functools.cache
-def _function_call_sql(alias: str, read: int = 2, changed: int = 2, touched: int = 2) -> str:
+def _function_call_sql(alias: str, read: int, changed: int, touched: int) -> str:
     """The call of :data:`STORE_ONE_EVENT`: the recipients as read, the event, the
     recipients' new values (one array per column), the addresses and their time.
 
