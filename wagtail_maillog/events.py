@@ -41,6 +41,7 @@ from .bulk import JSONText, column_type, converters, filter_in, insert_rows, upd
 from .conf import get_setting
 from .models import Address, Event, Recipient
 from .models.addresses import PROBLEM_FOR_STATUS
+from .models.messages import handed_over
 from .redaction import redact
 from .signals import HEALTH_RECEIVER, status_changed, status_changing
 from .sqlite_writers import queued_writer
@@ -334,7 +335,8 @@ def _recipients_for(esp_ids: Iterable[str]) -> list[RecipientState]:
         no_key=connection.features.has_select_for_no_key_update
     ).order_by("pk")
     found: list[RecipientState] = []
-    for recipients in filter_in(locked, "esp_message_id", sorted(set(esp_ids))):
+    handed_over = locked.exclude(esp_message_id="")  # maillog_rcpt_espid's condition
+    for recipients in filter_in(handed_over, "esp_message_id", sorted(set(esp_ids))):
         found.extend(
             RecipientState(*values) for values in recipients.values_list(*RecipientState.FIELDS)
         )
@@ -654,14 +656,15 @@ def _event_insert_sql(alias: str, vendor: str, finds: str) -> str:
     index = EventRow.COLUMNS.index("recipient")
     if finds == "address":
         placeholders[index] = (
-            f"(SELECT MIN(id) FROM {recipient} WHERE esp_message_id = %s AND address = %s)"
+            f"(SELECT MIN(id) FROM {recipient} WHERE esp_message_id = %s AND address = %s "
+            f"AND {handed_over()})"
         )
     elif finds == "only":
         placeholders[index] = (
             f"COALESCE((SELECT MIN(id) FROM {recipient} "
-            "WHERE esp_message_id = %s AND address = ''), "
+            f"WHERE esp_message_id = %s AND address = '' AND {handed_over()}), "
             "(SELECT CASE WHEN COUNT(*) = 1 THEN MIN(id) END "
-            f"FROM {recipient} WHERE esp_message_id = %s))"
+            f"FROM {recipient} WHERE esp_message_id = %s AND {handed_over()}))"
         )
     table = _quote(Event._meta.db_table)
     into = _event_into()
@@ -696,7 +699,8 @@ def _first_returning(esp_id: bool, address: bool) -> str:
         targets = (
             "(SELECT json_group_array(json_array(r.id, r.address, r.status, r.status_at, "
             f"r.opened_at, r.reason)) FROM {_quote(Recipient._meta.db_table)} AS r "
-            f"WHERE r.esp_message_id = %s AND (r.address = %s OR r.id = {returning}))"
+            f"WHERE r.esp_message_id = %s AND {handed_over('r.esp_message_id')} "
+            f"AND (r.address = %s OR r.id = {returning}))"
         )
     member = "1"  # no address: the message's only recipient, whoever it is (the UPDATE asks)
     if address:
@@ -801,7 +805,8 @@ def _recipients_sql(alias: str, vendor: str, lock: bool) -> str:
         # (a WAL flush at commit). InnoDB keeps its row locks in memory.
         return (
             f"WITH locked AS (SELECT {columns} FROM {recipient} AS r "
-            f"WHERE r.esp_message_id = %s AND NOT {stored} ORDER BY r.id FOR NO KEY UPDATE) "
+            f"WHERE r.esp_message_id = %s AND {handed_over('r.esp_message_id')} "
+            f"AND NOT {stored} ORDER BY r.id FOR NO KEY UPDATE) "
             f"SELECT locked.*, {stored} FROM (SELECT 1) AS one LEFT JOIN locked ON TRUE "
             "ORDER BY locked.id"
         )
@@ -811,7 +816,8 @@ def _recipients_sql(alias: str, vendor: str, lock: bool) -> str:
     locking = " FOR UPDATE" if lock and features.has_select_for_update else ""
     return (
         f"SELECT {columns}, {stored} FROM {recipient} AS r "
-        f"WHERE r.esp_message_id = %s ORDER BY r.id{locking}"
+        f"WHERE r.esp_message_id = %s AND {handed_over('r.esp_message_id')} "
+        f"ORDER BY r.id{locking}"
     )
 
 

@@ -161,6 +161,15 @@ class Message(models.Model):
         return self.attachment_count == 0 and self.body_stored
 
 
+def handed_over(column: str = "esp_message_id") -> str:
+    """The condition of the partial index ``maillog_rcpt_espid`` for raw SQL: a lookup
+    by ESP id carries this very term, or SQLite cannot prove the index covers it
+    (``esp_message_id <> ''`` does not do; the ORM's ``.exclude(esp_message_id="")``
+    does). PostgreSQL proves it from the id itself, a literal in the SQL (Django
+    binds values client-side), but not in a plan made for any value."""
+    return f"NOT ({column} = '')"
+
+
 class Recipient(models.Model):
     """One address of a message, with its current delivery status."""
 
@@ -191,7 +200,15 @@ class Recipient(models.Model):
             models.Index(fields=["created_at"], name="maillog_rcpt_created"),
             models.Index(fields=["status", "created_at"], name="maillog_rcpt_status"),
             models.Index(fields=["address", "created_at"], name="maillog_rcpt_address"),
-            models.Index(fields=["esp_message_id", "address"], name="maillog_rcpt_espid"),
+            # Only recipients the ESP took (migration 0019): a queued recipient wrote an
+            # entry under '' that no lookup wanted and its hand-over moved. A lookup by
+            # ESP id says ``NOT (esp_message_id = '')`` (:func:`handed_over`), without
+            # which SQLite cannot use it (MariaDB/MySQL: a whole index).
+            models.Index(
+                fields=["esp_message_id", "address"],
+                name="maillog_rcpt_espid",
+                condition=~models.Q(esp_message_id=""),
+            ),
         ]
 
     def __str__(self) -> str:

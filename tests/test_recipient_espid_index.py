@@ -1,0 +1,131 @@
+"""The recipients' ESP-id index holds only recipients the ESP took (migration 0019,
+issue 20): a queued recipient writes no entry into it. Every lookup by ESP id (one
+event, a batch of events, on each database's write path) still finds its rows
+through it, which SQLite does only when the query carries the index's condition
+(PostgreSQL proves it from the id's value as well). MariaDB/MySQL have no partial
+indexes: theirs stays whole."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from tests.utils import plan, send_with_ids, tracking_event
+from wagtail_maillog import events
+from wagtail_maillog.models import Message, Recipient
+
+INDEX = "maillog_rcpt_espid"
+partial_indexes = pytest.mark.skipif(
+    not connection.features.supports_partial_indexes, reason="MariaDB/MySQL: a whole index"
+)
+
+
+def _definition() -> str:
+    """The index's SQL as the database keeps it ('' if there is none)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT sql FROM sqlite_master WHERE name = %s", [INDEX])
+        elif connection.vendor == "postgresql":
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [INDEX])
+        else:
+            found = connection.introspection.get_constraints(cursor, Recipient._meta.db_table)
+            return "INDEX" if INDEX in found else ""
+        row = cursor.fetchone()
+    return row[0] if row else ""
+
+
+def _lookups(run: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The statements ``run`` sent that find recipients by ESP id, with their parameters."""
+    table = Recipient._meta.db_table
+    seen: list[tuple[str, Any]] = []
+
+    def record(execute, sql, params, many, context):
+        by_id = any(f"esp_message_id{f}" in sql for f in (" = %s", '" IN (', '" = ANY('))
+        if table in sql and by_id and not many:
+            seen.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        run()
+    return seen
+
+
+def _uses_the_index(sql: str, params: Any) -> str:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # usable at all, whatever the table's size
+            cursor.execute("SET LOCAL enable_seqscan = off")
+    return plan(sql, params)
+
+
+@pytest.fixture
+def mail() -> Message:
+    """Recipients the ESP took, beside many it has not taken yet (no ESP id)."""
+    queued = Message.objects.create(subject="Queued")
+    Recipient.objects.bulk_create(
+        Recipient(message=queued, address=f"q{i}@example.com", status="pending") for i in range(50)
+    )
+    send_with_ids(["bob@example.com"], "esp-2")
+    return send_with_ids(["ann@example.com", "cy@example.com"], "esp-1")
+
+
+@pytest.mark.django_db
+def test_a_queued_recipient_has_no_entry_a_handed_over_one_has(mail):
+    definition = _definition()
+    if connection.features.supports_partial_indexes:
+        assert "WHERE" in definition.upper(), definition
+        assert "esp_message_id" in definition
+    else:
+        assert definition
+
+
+@partial_indexes
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "given, delivered",
+    [
+        ([dict(recipient="ann@example.com")], "ann"),  # by ESP id and address
+        ([dict(message_id="esp-2", recipient="")], "bob"),  # the message's only recipient
+        (
+            [
+                dict(recipient="ann@example.com"),
+                dict(message_id="esp-2", event_id="ev-2", recipient="bob@example.com"),
+            ],
+            "ann",
+        ),
+    ],
+    ids=["one event", "one event without address", "a batch"],
+)
+@pytest.mark.parametrize("max_age", [0, 60], ids=["new connections", "kept connections"])
+def test_every_lookup_by_esp_id_reads_the_index(mail, monkeypatch, given, delivered, max_age):
+    """On SQLite the INSERT's subqueries and RETURNING find them, on PostgreSQL the
+    locked read (the statement and the function's), in a batch the ORM's query."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", max_age)
+    found = _lookups(lambda: events.ingest([(tracking_event(**e), "Test") for e in given]))
+    assert found
+    for sql, params in found:
+        shown = _uses_the_index(sql, params)
+        assert INDEX in shown, (sql, shown)
+    assert Recipient.objects.get(address=f"{delivered}@example.com").status == "delivered"
+
+
+@partial_indexes
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_makes_it_partial_and_back_whole():
+    assert "WHERE" in _definition().upper()
+    try:
+        call_command("migrate", "wagtail_maillog", "0018", verbosity=0)
+        whole = _definition()
+        assert whole and "WHERE" not in whole.upper(), whole
+        if connection.vendor == "postgresql":  # a build that was interrupted before
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE INDEX {INDEX}_new ON {Recipient._meta.db_table} (id)")
+    finally:
+        call_command("migrate", "wagtail_maillog", verbosity=0)
+    assert "WHERE" in _definition().upper()
+    with connection.cursor() as cursor:
+        names = connection.introspection.get_constraints(cursor, Recipient._meta.db_table)
+    assert f"{INDEX}_new" not in names
