@@ -9,6 +9,9 @@ from django.core.cache import cache
 def _empty_outbox(settings):
     mail.outbox = []
     cache.clear()  # rate-limit counters and the outbox wake flag start fresh
+    from wagtail_maillog.outbox import worker
+
+    worker.forget_wake()  # and this process's memory of its last wake-up
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from wagtail.users.models import UserProfile
@@ -125,7 +124,7 @@ def make_outbox(settings) -> OutboxItem:
         "DEFAULT_CONNECTOR": "postmark",
         "RETRY_SCHEDULE": [60, 300],
     }
-    cache.delete(worker.WAKE_KEY)
+    worker.forget_wake()
     msg = EmailMessage("Invoice 2026-051", "Dear member,", "office@acme.example", ["a@example.com"])
     msg.send()
     now = timezone.now()

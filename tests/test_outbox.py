@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import django
 import pytest
 from anymail.exceptions import AnymailAPIError
 from django.core import mail
+from django.core.cache import cache
 from django.core.mail import EmailMessage, send_mail
 from django.utils import timezone
 
@@ -290,9 +292,7 @@ def test_two_claims_never_share_a_message(clock):
 
 def test_sending_through_django_q_in_the_request(settings, django_capture_on_commit_callbacks):
     """With the in-process cluster (sync), a send is handed over when the transaction commits."""
-    from django.core.cache import cache
-
-    cache.delete(worker.WAKE_KEY)
+    worker.forget_wake()
     with django_capture_on_commit_callbacks(execute=True):
         send_mail("Now", "b", "s@example.com", ["x@example.com"])
     assert ScriptedBackend.calls == ["Now"]
@@ -346,14 +346,36 @@ def test_the_sandbox_being_down_is_retried_with_its_retry_after(clock, settings)
     assert item.next_attempt_at == clock.now + timedelta(seconds=60)
 
 
-def test_a_broker_outage_does_not_fail_the_send(settings, monkeypatch):
-    from django.core.cache import cache
+def test_sends_soon_after_this_process_asked_for_a_run_do_not_ask_the_cache(monkeypatch):
+    """Until the wake-up's key runs out (two seconds), a send asks neither django-q2 nor
+    the cache (a round trip each on a shared cache); then the next one asks both."""
+    asked, tasks = [], []
 
+    class Counting:
+        def add(self, key, *args, **kwargs):
+            asked.append(key)
+            return cache.add(key, *args, **kwargs)
+
+        def delete(self, key):
+            cache.delete(key)
+
+    monkeypatch.setattr(worker, "cache", Counting())
+    monkeypatch.setattr(worker, "async_task", lambda *args, **kwargs: tasks.append(args))
+    for _ in range(3):
+        worker.wake()
+    assert (asked, len(tasks)) == ([worker.WAKE_KEY], 1)
+    cache.delete(worker.WAKE_KEY)  # two seconds later: the key ran out
+    monkeypatch.setattr(worker, "_asked_at", time.monotonic() - worker.WAKE_SECONDS)
+    worker.wake()
+    assert (asked, len(tasks)) == ([worker.WAKE_KEY] * 2, 2)
+
+
+def test_a_broker_outage_does_not_fail_the_send(settings, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("broker down")
 
     monkeypatch.setattr("django_q.tasks.async_task", broken)
-    cache.delete(worker.WAKE_KEY)
+    worker.forget_wake()
     worker.wake()  # logs a warning, raises nothing
     send("Still queued")
     assert OutboxItem.objects.filter(message__subject="Still queued").exists()

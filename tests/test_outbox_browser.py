@@ -21,7 +21,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
@@ -69,7 +68,7 @@ def outbox_settings(settings):
     }
     ScriptedBackend.script = []
     ScriptedBackend.calls = []
-    cache.delete(worker.WAKE_KEY)
+    worker.forget_wake()
     return settings
 
 

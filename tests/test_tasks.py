@@ -5,7 +5,6 @@ its queries, and with ``CONN_MAX_AGE = 0`` every connection is old."""
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import connection
 
@@ -30,7 +29,7 @@ def a_real_broker(monkeypatch, settings):
     monkeypatch.setattr(worker._Helpers, "EVERY", 0)
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     connection.close()  # reopened with CONN_MAX_AGE 0: old at once
-    cache.delete(worker.WAKE_KEY)
+    worker.forget_wake()
     return OrmQ.objects
 
 

@@ -59,6 +59,12 @@ TASK = "wagtail_maillog.outbox.worker.process_outbox"
 #: The worker's clock (tests replace it to step through a retry schedule).
 clock = timezone.now
 WAKE_KEY = "wagtail_maillog:outbox:wake"
+#: Seconds between two requests for a run (the key's lifetime in the cache).
+WAKE_SECONDS = 2
+#: When this process last asked for a run (``time.monotonic()``): until its key
+#: runs out, a send does not ask the cache again (on a site's shared cache, Redis or
+#: Memcached, a round trip for each mail).
+_asked_at = float("-inf")
 #: Seconds a run claims new batches, unless told (at most the django-q2 timeout less 10 s).
 TIME_BUDGET = 50.0
 
@@ -89,14 +95,25 @@ def wake() -> None:
     The mail is already safe in the outbox: if the broker cannot be reached,
     the every-minute schedule sends it, so the caller's ``send()`` still succeeds.
     """
-    if not cache.add(WAKE_KEY, 1, timeout=2):
+    global _asked_at
+    if time.monotonic() - _asked_at < WAKE_SECONDS:
+        return  # this process's own key is still in the cache: add() would refuse
+    if not cache.add(WAKE_KEY, 1, timeout=WAKE_SECONDS):
         return
+    _asked_at = time.monotonic()
     try:
         async_task(TASK, task_name="wagtail-maillog outbox", group="wagtail-maillog")
     except Exception:
         logger.warning(
             "Could not wake a django-q2 worker; the schedule will send it", exc_info=True
         )
+
+
+def forget_wake() -> None:
+    """The next :func:`wake` asks for a run whenever the last was asked (tests)."""
+    global _asked_at
+    _asked_at = float("-inf")
+    cache.delete(WAKE_KEY)
 
 
 def _due(now: Any, enabled: set[str]) -> Case:
@@ -131,8 +148,9 @@ def _candidates(limit: int, now: Any, enabled: set[str], park: bool = True) -> l
     ``limit``: a claim reads a few rows however long the backlog. (One query over all
     states sorted every due row for each batch, and on MariaDB also locked each one,
     so a second worker found nothing to claim.) The connector is checked here, not
-    in the query: with it there, PostgreSQL could prefer ``maillog_outbox_connector``
-    and sort every queued row of the connector for each batch. Mail of a connector
+    in the query: with it there, PostgreSQL could prefer an index on the connector
+    (there was one until migration 0018) and sort every queued row of the connector
+    for each batch. Mail of a connector
     switched off since the run began is parked (:mod:`.parking`) when met, and the
     candidates read again.
     """
