@@ -16,7 +16,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
 from tests.utils import plan
-from wagtail_maillog.models import Message, Recipient
+from wagtail_maillog.models import Event, Message, Recipient
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +89,7 @@ def test_the_lookups_by_those_keys_use_their_partial_index():
         assert queryset.count() == 1
 
 
-@pytest.mark.parametrize("model", [Message, Recipient])
+@pytest.mark.parametrize("model", [Message, Recipient, Event])
 def test_mariadb_is_not_warned_about_conditions_it_ignores(model):
     """Django creates the whole index there, which serves the same lookups."""
     errors = model.check(databases=[connection.alias])

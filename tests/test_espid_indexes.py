@@ -1,9 +1,11 @@
-"""The recipients' ESP-id index holds only recipients the ESP took (migration 0019,
-issue 20): a queued recipient writes no entry into it. Every lookup by ESP id (one
-event, a batch of events, on each database's write path) still finds its rows
-through it, which SQLite does only when the query carries the index's condition
-(PostgreSQL proves it from the id's value as well). MariaDB/MySQL have no partial
-indexes: theirs stays whole."""
+"""The ESP-id indexes are partial (issue 20). The recipients' holds only recipients
+the ESP took (migration 0019): a queued recipient writes no entry into it. Every
+lookup by ESP id (one event, a batch of events, on each database's write path)
+still finds its rows through it, which SQLite does only when the query carries the
+index's condition (PostgreSQL proves it from the id's value as well). The events'
+holds only orphans (migration 0020): a matched event writes no entry; an orphan's
+adoption finds them through it. MariaDB/MySQL have no partial indexes: theirs stay
+whole."""
 
 from __future__ import annotations
 
@@ -16,31 +18,32 @@ from django.db import connection
 
 from tests.utils import plan, send_with_ids, tracking_event
 from wagtail_maillog import events
-from wagtail_maillog.models import Message, Recipient
+from wagtail_maillog.models import Event, Message, Recipient
 
 INDEX = "maillog_rcpt_espid"
+ORPHANS = "maillog_event_espid"
 partial_indexes = pytest.mark.skipif(
     not connection.features.supports_partial_indexes, reason="MariaDB/MySQL: a whole index"
 )
 
 
-def _definition() -> str:
+def _definition(name: str = INDEX, model: Any = Recipient) -> str:
     """The index's SQL as the database keeps it ('' if there is none)."""
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
-            cursor.execute("SELECT sql FROM sqlite_master WHERE name = %s", [INDEX])
+            cursor.execute("SELECT sql FROM sqlite_master WHERE name = %s", [name])
         elif connection.vendor == "postgresql":
-            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [INDEX])
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [name])
         else:
-            found = connection.introspection.get_constraints(cursor, Recipient._meta.db_table)
-            return "INDEX" if INDEX in found else ""
+            found = connection.introspection.get_constraints(cursor, model._meta.db_table)
+            return "INDEX" if name in found else ""
         row = cursor.fetchone()
     return row[0] if row else ""
 
 
-def _lookups(run: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The statements ``run`` sent that find recipients by ESP id, with their parameters."""
-    table = Recipient._meta.db_table
+def _lookups(run: Callable[[], Any], table: str = Recipient._meta.db_table) -> list[Any]:
+    """The statements ``run`` sent that find rows of ``table`` by ESP id, with their
+    parameters."""
     seen: list[tuple[str, Any]] = []
 
     def record(execute, sql, params, many, context):
@@ -73,11 +76,15 @@ def mail() -> Message:
 
 
 @pytest.mark.django_db
-def test_a_queued_recipient_has_no_entry_a_handed_over_one_has(mail):
-    definition = _definition()
+@pytest.mark.parametrize(
+    "name, model, column",
+    [(INDEX, Recipient, "esp_message_id"), (ORPHANS, Event, "recipient_id")],
+)
+def test_partial_where_the_database_has_partial_indexes(mail, name, model, column):
+    definition = _definition(name, model)
     if connection.features.supports_partial_indexes:
         assert "WHERE" in definition.upper(), definition
-        assert "esp_message_id" in definition
+        assert column in definition.split("WHERE")[-1], definition
     else:
         assert definition
 
@@ -113,19 +120,42 @@ def test_every_lookup_by_esp_id_reads_the_index(mail, monkeypatch, given, delive
 
 
 @partial_indexes
+@pytest.mark.django_db
+def test_an_orphan_s_adoption_reads_the_orphans_index():
+    events.ingest([(tracking_event(message_id="esp-9", recipient="dan@example.com"), "Test")])
+    assert Event.objects.get(esp_message_id="esp-9").recipient is None  # an orphan
+    found = _lookups(
+        lambda: send_with_ids(["dan@example.com"], "esp-9"), table=Event._meta.db_table
+    )
+    assert found
+    table = f'"{Event._meta.db_table}"'
+    for sql, params in found:
+        if connection.vendor == "sqlite":
+            # Without statistics SQLite may as well walk the recipient key's NULLs (the
+            # orphans): asked to use the index, it refuses one that cannot serve.
+            sql = sql.replace(f"FROM {table}", f"FROM {table} INDEXED BY {ORPHANS}", 1)
+        shown = _uses_the_index(sql, params)
+        assert ORPHANS in shown, (sql, shown)
+    assert Event.objects.get(esp_message_id="esp-9").recipient.address == "dan@example.com"
+
+
+@partial_indexes
 @pytest.mark.django_db(transaction=True)
-def test_the_migration_makes_it_partial_and_back_whole():
-    assert "WHERE" in _definition().upper()
+@pytest.mark.parametrize(
+    "name, model, before", [(INDEX, Recipient, "0018"), (ORPHANS, Event, "0019")]
+)
+def test_the_migration_makes_it_partial_and_back_whole(name, model, before):
+    assert "WHERE" in _definition(name, model).upper()
     try:
-        call_command("migrate", "wagtail_maillog", "0018", verbosity=0)
-        whole = _definition()
+        call_command("migrate", "wagtail_maillog", before, verbosity=0)
+        whole = _definition(name, model)
         assert whole and "WHERE" not in whole.upper(), whole
         if connection.vendor == "postgresql":  # a build that was interrupted before
             with connection.cursor() as cursor:
-                cursor.execute(f"CREATE INDEX {INDEX}_new ON {Recipient._meta.db_table} (id)")
+                cursor.execute(f"CREATE INDEX {name}_new ON {model._meta.db_table} (id)")
     finally:
         call_command("migrate", "wagtail_maillog", verbosity=0)
-    assert "WHERE" in _definition().upper()
+    assert "WHERE" in _definition(name, model).upper()
     with connection.cursor() as cursor:
-        names = connection.introspection.get_constraints(cursor, Recipient._meta.db_table)
-    assert f"{INDEX}_new" not in names
+        names = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    assert f"{name}_new" not in names
