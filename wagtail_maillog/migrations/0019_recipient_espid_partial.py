@@ -10,7 +10,7 @@ Rebuilt by :func:`._indexes.rebuild`; MariaDB/MySQL keep theirs whole.
 
 from django.db import migrations, models
 
-from ._indexes import rebuild
+from ._indexes import made_partial
 
 NAME = "maillog_rcpt_espid"
 FIELDS = ["esp_message_id", "address"]
@@ -24,20 +24,4 @@ class Migration(migrations.Migration):
         ("wagtail_maillog", "0018_outbox_no_connector_index"),
     ]
 
-    operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.RemoveIndex(model_name="recipient", name=NAME),
-                migrations.AddIndex(
-                    model_name="recipient",
-                    index=models.Index(fields=FIELDS, name=NAME, condition=CONDITION),
-                ),
-            ],
-            database_operations=[
-                migrations.RunPython(
-                    rebuild("recipient", NAME, FIELDS, CONDITION, partial=True),
-                    rebuild("recipient", NAME, FIELDS, CONDITION, partial=False),
-                )
-            ],
-        ),
-    ]
+    operations = made_partial("recipient", NAME, FIELDS, CONDITION)

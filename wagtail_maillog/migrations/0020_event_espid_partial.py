@@ -10,7 +10,7 @@ the 10.7 a one-event webhook writes. An adopted orphan leaves it. Rebuilt by
 
 from django.db import migrations, models
 
-from ._indexes import rebuild
+from ._indexes import made_partial
 
 NAME = "maillog_event_espid"
 FIELDS = ["esp_message_id", "address"]
@@ -24,20 +24,4 @@ class Migration(migrations.Migration):
         ("wagtail_maillog", "0019_recipient_espid_partial"),
     ]
 
-    operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.RemoveIndex(model_name="event", name=NAME),
-                migrations.AddIndex(
-                    model_name="event",
-                    index=models.Index(fields=FIELDS, name=NAME, condition=CONDITION),
-                ),
-            ],
-            database_operations=[
-                migrations.RunPython(
-                    rebuild("event", NAME, FIELDS, CONDITION, partial=True),
-                    rebuild("event", NAME, FIELDS, CONDITION, partial=False),
-                )
-            ],
-        ),
-    ]
+    operations = made_partial("event", NAME, FIELDS, CONDITION)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import models, transaction
+from django.db import migrations, models, transaction
 
 
 def rebuild(
@@ -44,3 +44,25 @@ def rebuild(
         schema_editor.execute(f"ALTER INDEX {quote(building.name)} RENAME TO {quote(name)}")
 
     return run
+
+
+def made_partial(
+    model_name: str, name: str, fields: list[str], condition: models.Q
+) -> list[migrations.operations.base.Operation]:
+    """A migration's operations that make the index ``name`` partial: the model's
+    state as Django would write it, the database's by :func:`rebuild` (either way)."""
+    index = models.Index(fields=fields, name=name, condition=condition)
+    arguments = (model_name, name, fields, condition)
+    return [
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.RemoveIndex(model_name=model_name, name=name),
+                migrations.AddIndex(model_name=model_name, index=index),
+            ],
+            database_operations=[
+                migrations.RunPython(
+                    rebuild(*arguments, partial=True), rebuild(*arguments, partial=False)
+                )
+            ],
+        )
+    ]
