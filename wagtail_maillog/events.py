@@ -335,8 +335,8 @@ def _recipients_for(esp_ids: Iterable[str]) -> list[RecipientState]:
         no_key=connection.features.has_select_for_no_key_update
     ).order_by("pk")
     found: list[RecipientState] = []
-    handed_over = locked.exclude(esp_message_id="")  # maillog_rcpt_espid's condition
-    for recipients in filter_in(handed_over, "esp_message_id", sorted(set(esp_ids))):
+    taken = locked.exclude(esp_message_id="")  # maillog_rcpt_espid's condition
+    for recipients in filter_in(taken, "esp_message_id", sorted(set(esp_ids))):
         found.extend(
             RecipientState(*values) for values in recipients.values_list(*RecipientState.FIELDS)
         )

@@ -150,9 +150,8 @@ def _candidates(limit: int, now: Any, enabled: set[str], park: bool = True) -> l
     so a second worker found nothing to claim.) The connector is checked here, not
     in the query: with it there, PostgreSQL could prefer an index on the connector
     (there was one until migration 0018) and sort every queued row of the connector
-    for each batch. Mail of a connector
-    switched off since the run began is parked (:mod:`.parking`) when met, and the
-    candidates read again.
+    for each batch. Mail of a connector switched off since the run began is parked
+    (:mod:`.parking`) when met, and the candidates read again.
     """
     waiting = [
         OutboxItem.objects.filter(state=state, next_attempt_at__lte=now) for state in WAITING
