@@ -8,7 +8,7 @@ from django.core.checks import run_checks
 from django.db import connection
 from django.urls import reverse
 
-from tests.utils import client_for, send_with_ids
+from tests.utils import client_for, send_with_ids, usable_plan
 from wagtail_maillog.checks import missing_search_indexes
 from wagtail_maillog.log import search
 from wagtail_maillog.models import Message, Recipient
@@ -93,16 +93,12 @@ def test_trigram_indexes_answer_the_search_on_postgres(log):
     assert missing_search_indexes(connection) == []
     address_side = Recipient.objects.filter(address__icontains="example.n")
     subject_side = Message.objects.filter(subject__icontains="password")
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # tiny tables: force the choice
-        for queryset, index in [
-            (address_side, "maillog_rcpt_address_trgm"),
-            (subject_side, "maillog_msg_subject_trgm"),
-        ]:
-            sql, params = queryset.query.sql_with_params()
-            cursor.execute("EXPLAIN " + sql, params)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-            assert index in plan, plan
+    for queryset, index in [
+        (address_side, "maillog_rcpt_address_trgm"),
+        (subject_side, "maillog_msg_subject_trgm"),
+    ]:
+        plan = usable_plan(*queryset.query.sql_with_params())  # tiny tables: force the choice
+        assert index in plan, plan
 
 
 def test_a_missing_trigram_index_is_a_warning_on_postgres(log):

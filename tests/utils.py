@@ -133,15 +133,42 @@ def plan(sql: str, params: Any = None) -> str:
         return "\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall())
 
 
-def assert_migration_creates(found: Any, before: str) -> None:
+def usable_plan(sql: str, params: Any = None) -> str:
+    """:func:`plan`, with PostgreSQL's sequential scans off (for the rest of the test's
+    transaction): whether an index can serve the query at all, on a test's few rows."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+    return plan(sql, params)
+
+
+def index_definition(name: str, table: str) -> str:
+    """The index's SQL as SQLite or PostgreSQL keeps it, '' if there is none; on
+    MariaDB/MySQL (no SQL kept) its name if ``table`` has it."""
+    kept = {
+        "sqlite": "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = %s",
+        "postgresql": "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+    }.get(connection.vendor)
+    with connection.cursor() as cursor:
+        if kept is None:
+            return name if name in connection.introspection.get_constraints(cursor, table) else ""
+        cursor.execute(kept, [name])
+        row = cursor.fetchone()
+    return row[0] if row else ""
+
+
+def assert_migration_creates(found: Any, before: str, meanwhile: Any = None) -> None:
     """``found()`` (what a migration creates) is there at the head, gone once migrated
-    back to ``before``, and there again after migrating forward."""
+    back to ``before``, and there again after migrating forward; ``meanwhile()`` runs
+    while migrated back."""
     from django.core.management import call_command
 
     assert found()
     try:
         call_command("migrate", "wagtail_maillog", before, verbosity=0)
         assert not found()
+        if meanwhile is not None:
+            meanwhile()
     finally:
         call_command("migrate", "wagtail_maillog", verbosity=0)
     assert found()
