@@ -38,6 +38,7 @@ MODULES: list[tuple[str, str]] = [
     ("purge_expired", "(f) purge: total time, longest transaction"),
     ("deliverability", "(g) deliverability: rollup counting, page over a year"),
     ("peers", "(h) side by side with post_office, django-mailer, anymail-history, anymail"),
+    ("write_volume", "(i) write volume: the WAL of a queued mail and of a webhook event"),
 ]
 DEFAULT_JSON = harness.ROOT / "benchmarks" / "results.json"
 
