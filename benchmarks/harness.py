@@ -420,6 +420,41 @@ def settle() -> None:
             analyze(cursor)
 
 
+def wal_appended(action: Callable[[], None]) -> tuple[float, str]:
+    """The write-ahead log ``action`` appends on a settled database: (amount, unit).
+
+    SQLite: WAL frames (pages), with this connection's automatic checkpoints off
+    meanwhile (the connection must stay open throughout: ``CONN_MAX_AGE`` for
+    requests). PostgreSQL: bytes, ``pg_current_wal_lsn`` before and after; the
+    whole pages first changed after :func:`settle`'s ``CHECKPOINT`` included.
+    """
+    from django.db import connection
+
+    settle()
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA wal_autocheckpoint = 0")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            wal = Path(f"{connection.settings_dict['NAME']}-wal")
+            before = wal.stat().st_size if wal.exists() else 0
+            cursor.execute("PRAGMA page_size")
+            [(page,)] = cursor.fetchall()
+        elif connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_current_wal_lsn()")
+            [(start,)] = cursor.fetchall()
+        else:
+            raise NotImplementedError(f"no WAL count on {connection.vendor}")
+    action()
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            appended = wal.stat().st_size - max(before, 32)  # the WAL's header: 32 bytes
+            cursor.execute("PRAGMA wal_autocheckpoint = 1000")
+            return appended / (page + 24), "pages"  # a frame: a 24-byte header, a page
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [start])
+        [(appended,)] = cursor.fetchall()
+        return float(appended), "bytes"
+
+
 def describe_database() -> str:
     from django.db import connection
 

@@ -32,7 +32,6 @@ webhooks, rss, pages) runs some of the parts only.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import json
@@ -51,7 +50,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .harness import ROOT, Figure, analyze, figure, log, main, settle
-from .peers_run import BODY, FROM, StatementCounter, address, subject
+from .peers_run import (
+    AUTH,
+    BODY,
+    FROM,
+    WEBHOOK,
+    StatementCounter,
+    address,
+    postmark_delivery,
+    subject,
+)
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.peer_settings"
 os.environ["MAILLOG_PEER_SIDE"] = "ours"
@@ -469,24 +477,6 @@ def rss(sizes: Sizes) -> list[Figure]:
 
 
 # ---- 3: one-event webhooks under gunicorn ---------------------------------------
-
-AUTH = "Basic " + base64.b64encode(b"hook:secret").decode()
-WEBHOOK = "/anymail/postmark/tracking/"
-
-
-def postmark_delivery(message_id: str, email: str) -> dict[str, Any]:
-    """Postmark's one-event delivery webhook (as tests/test_webhook_surface.py posts it)."""
-    return {
-        "RecordType": "Delivery",
-        "ServerID": 23,
-        "MessageStream": "outbound",
-        "MessageID": message_id,
-        "Recipient": email,
-        "DeliveredAt": "2026-11-05T16:33:50Z",
-        "Details": "250 OK",
-        "Tag": "",
-        "Metadata": {},
-    }
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
     python -m benchmarks.peers_run esp [--latency S]
     python -m benchmarks.peers_run drain KIND --processes N --count C
     python -m benchmarks.peers_run seed-history FILE
+    python -m benchmarks.peers_run webhook-wal FILE
 
 ``esp``: the loopback fake Postmark API of tests/fake_esp.py, in a process of
 its own (so its threads take no interpreter lock from a sender); prints its
@@ -22,11 +23,17 @@ backend, opened once, ``send_messages`` in chunks of 100; no database).
 
 ``seed-history``: anymail-history's ``SentMessage`` rows for the given
 (ESP message id, address) pairs, so its webhook receiver finds what ours finds.
+
+``webhook-wal``: a Postmark delivery for each pair, one a request through
+Django's test client, on this side; prints, as JSON, the WAL the requests after
+the first 20 appended (:func:`.harness.wal_appended`) and how many they were
+(:mod:`benchmarks.write_volume`).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import json
 import multiprocessing
@@ -39,6 +46,49 @@ from typing import Any
 
 FROM = "shop@example.com"
 BODY = "Your order is on its way.\n" * 20
+AUTH = "Basic " + base64.b64encode(b"hook:secret").decode()
+WEBHOOK = "/anymail/postmark/tracking/"
+#: Requests of a webhook WAL count that only warm up (URLs, the session's function).
+WARM_UP_POSTS = 20
+
+
+def postmark_delivery(message_id: str, email: str) -> dict[str, Any]:
+    """Postmark's one-event delivery webhook (as tests/test_webhook_surface.py posts it)."""
+    return {
+        "RecordType": "Delivery",
+        "ServerID": 23,
+        "MessageStream": "outbound",
+        "MessageID": message_id,
+        "Recipient": email,
+        "DeliveredAt": "2026-11-05T16:33:50Z",
+        "Details": "250 OK",
+        "Tag": "",
+        "Metadata": {},
+    }
+
+
+def post_deliveries(pairs: list[Any]) -> None:
+    """A delivery for each (ESP message id, address), one request each, in-process."""
+    from django.test import Client
+
+    client = Client()
+    for message_id, email in pairs:
+        response = client.post(
+            WEBHOOK,
+            json.dumps(postmark_delivery(message_id, email)),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=AUTH,
+        )
+        assert response.status_code == 200, response.status_code
+
+
+def webhook_wal(pairs: list[Any]) -> dict[str, Any]:
+    """The WAL the deliveries of ``pairs`` append, after :data:`WARM_UP_POSTS` of them."""
+    from .harness import wal_appended
+
+    post_deliveries(pairs[:WARM_UP_POSTS])
+    amount, unit = wal_appended(lambda: post_deliveries(pairs[WARM_UP_POSTS:]))
+    return {"amount": amount, "unit": unit, "events": len(pairs) - WARM_UP_POSTS}
 
 
 def subject(i: int) -> str:
@@ -310,11 +360,19 @@ def main() -> None:
     one.add_argument("--count", type=int, required=True)
     seed = commands.add_parser("seed-history")
     seed.add_argument("file")
+    wal = commands.add_parser("webhook-wal")
+    wal.add_argument("file")
     args = parser.parse_args()
     if args.command == "esp":
         serve_esp(args.latency)
     elif args.command == "drain":
         print(json.dumps(drain(args.kind, args.processes, args.count)))
+    elif args.command == "webhook-wal":
+        import django
+
+        django.setup()
+        with open(args.file) as given:
+            print(json.dumps(webhook_wal(json.load(given))))
     else:
         seed_history(args.file)
 

@@ -14,22 +14,23 @@ count here and is left out.
    holds a backlog of each (``benchmarks.peer_settings``, side "ours": both
    apps installed, neither sends).
 2. One-event webhook: Postmark deliveries, one a request, through Django's
-   test client to ours' tracking webhook, for recipients the ESP took (their
-   ESP ids set as a hand-over sets them). anymail-history's receiver needs
-   settings of its own: :mod:`benchmarks.peers` times it.
+   test client, to ours' tracking webhook for recipients the ESP took (their
+   ESP ids set as a hand-over sets them), and to anymail's with
+   anymail-history's receiver for its ``SentMessage`` rows of the same pairs
+   (a child process with that side's settings,
+   ``benchmarks.peers_run webhook-wal``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-from .harness import Figure, figure, log, main, settle
-from .peers import AUTH, WEBHOOK, postmark_delivery, ratio
-from .peers_run import BODY, FROM, address, subject
+from .harness import Figure, figure, log, main, wal_appended
+from .peers import child_env, migrate_peers, ratio, run_child
+from .peers_run import BODY, FROM, WARM_UP_POSTS, address, subject, webhook_wal
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.peer_settings"
 os.environ["MAILLOG_PEER_SIDE"] = "ours"
@@ -46,33 +47,6 @@ class Sizes:
 
 FULL = Sizes(backlog=5_000, measured=1_000)
 QUICK = Sizes(backlog=200, measured=50)
-
-
-def written(action: Callable[[], None]) -> tuple[float, str]:
-    """The WAL ``action`` appends: (amount, unit), on a settled database."""
-    from django.db import connection
-
-    settle()
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA wal_autocheckpoint = 0")
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            wal = Path(f"{connection.settings_dict['NAME']}-wal")
-            before = wal.stat().st_size if wal.exists() else 0
-            cursor.execute("PRAGMA page_size")
-            [(page,)] = cursor.fetchall()
-        else:
-            cursor.execute("SELECT pg_current_wal_lsn()")
-            [(start,)] = cursor.fetchall()
-    action()
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            appended = wal.stat().st_size - max(before, 32)  # the WAL's header: 32 bytes
-            cursor.execute("PRAGMA wal_autocheckpoint = 1000")
-            return appended / (page + 24), "pages"  # a frame: a 24-byte header, a page
-        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [start])
-        [(appended,)] = cursor.fetchall()
-        return float(appended), "bytes"
 
 
 def queue(kind: str, first: int, count: int) -> None:
@@ -102,26 +76,22 @@ def handed_over(count: int) -> list[tuple[str, str]]:
     return [(r.esp_message_id, r.address) for r in recipients]
 
 
-def post(pairs: list[tuple[str, str]]) -> None:
-    from django.test import Client
-
-    client = Client()
-    for esp_id, to in pairs:
-        response = client.post(
-            WEBHOOK,
-            json.dumps(postmark_delivery(esp_id, to)),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=AUTH,
+def history_wal(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """:func:`.peers_run.webhook_wal` on anymail-history's side, in a child process."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as out:
+        json.dump(pairs, out)
+        out.flush()
+        run_child(["seed-history", out.name], child_env("history"))
+        found = run_child(
+            ["webhook-wal", out.name], child_env("history", MAILLOG_PEER_PERSISTENT="1")
         )
-        assert response.status_code == 200, response.status_code
+    return json.loads(found.strip().splitlines()[-1])
 
 
 def run(quick: bool) -> list[Figure]:
     from django.db import connection
 
     from wagtail_maillog.models import Event
-
-    from .peers import migrate_peers
 
     if connection.vendor not in ("sqlite", "postgresql"):
         log("write volume: no WAL count on this database, left out")
@@ -131,29 +101,43 @@ def run(quick: bool) -> list[Figure]:
     n = sizes.measured
     queue("ours", 0, sizes.backlog)
     queue("post_office", 0, sizes.backlog)
-    amounts: dict[str, float] = {}
-    for kind in ("ours", "post_office"):
-        amount, unit = written(lambda kind=kind: queue(kind, sizes.backlog, n))
-        amounts[kind] = amount / n
-        log(f"queueing, {kind}: {amounts[kind]:,.1f} {unit} of WAL a mail")
     measure = "write volume"
     note = "WAL pages on SQLite, bytes on PostgreSQL"
+    per: dict[str, float] = {}
+    for kind in ("ours", "post_office"):
+        amount, unit = wal_appended(lambda kind=kind: queue(kind, sizes.backlog, n))
+        per[kind] = amount / n
+        log(f"queueing, {kind}: {per[kind]:,.1f} {unit} of WAL a mail")
     figures = [
-        figure(measure, "queued mail: ours", amounts["ours"], "WAL/mail", note=note),
-        figure(measure, "queued mail: post_office", amounts["post_office"], "WAL/mail", note=note),
+        figure(measure, "queued mail: ours", per["ours"], "WAL/mail", note=note),
+        figure(measure, "queued mail: post_office", per["post_office"], "WAL/mail", note=note),
+        figure(
+            measure, "queued mail: ours / post_office", ratio(per["ours"], per["post_office"]), "×"
+        ),
+    ]
+    pairs = handed_over(WARM_UP_POSTS + n)
+    ours = webhook_wal(pairs)
+    assert Event.objects.count() == len(pairs), "ours did not store every event"
+    history = history_wal(pairs)
+    for side, found in (("ours", ours), ("anymail-history", history)):
+        per[side] = found["amount"] / found["events"]
+        log(f"one-event webhook, {side}: {per[side]:,.1f} {found['unit']} of WAL an event")
+    figures += [
+        figure(measure, "one-event webhook: ours", per["ours"], "WAL/event", note=note),
         figure(
             measure,
-            "queued mail: ours / post_office",
-            ratio(amounts["ours"], amounts["post_office"]),
+            "one-event webhook: anymail-history",
+            per["anymail-history"],
+            "WAL/event",
+            note=note,
+        ),
+        figure(
+            measure,
+            "one-event webhook: ours / anymail-history",
+            ratio(per["ours"], per["anymail-history"]),
             "×",
         ),
     ]
-    pairs = handed_over(n + 20)
-    post(pairs[:20])  # the first requests: URLs resolved, the session's function planned
-    amount, unit = written(lambda: post(pairs[20:]))
-    assert Event.objects.count() == n + 20, "ours did not store every event"
-    log(f"one-event webhook, ours: {amount / n:,.1f} {unit} of WAL an event")
-    figures.append(figure(measure, "one-event webhook: ours", amount / n, "WAL/event", note=note))
     return figures
 
 
