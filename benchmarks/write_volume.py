@@ -29,8 +29,8 @@ import tempfile
 from dataclasses import dataclass
 
 from .harness import Figure, figure, log, main, wal_appended
-from .peers import child_env, migrate_peers, ratio, run_child
-from .peers_run import BODY, FROM, WARM_UP_POSTS, address, subject, webhook_wal
+from .peers import _queued, child_env, migrate_peers, ratio, run_child
+from .peers_run import WARM_UP_POSTS, webhook_wal
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.peer_settings"
 os.environ["MAILLOG_PEER_SIDE"] = "ours"
@@ -47,19 +47,6 @@ class Sizes:
 
 FULL = Sizes(backlog=5_000, measured=1_000)
 QUICK = Sizes(backlog=200, measured=50)
-
-
-def queue(kind: str, first: int, count: int) -> None:
-    if kind == "ours":
-        from django.core.mail import EmailMessage
-
-        for i in range(first, first + count):
-            EmailMessage(subject(i), BODY, FROM, [address(i)]).send()
-    else:
-        from post_office import mail
-
-        for i in range(first, first + count):
-            mail.send(recipients=[address(i)], sender=FROM, subject=subject(i), message=BODY)
 
 
 def handed_over(count: int) -> list[tuple[str, str]]:
@@ -82,9 +69,8 @@ def history_wal(pairs: list[tuple[str, str]]) -> dict[str, float]:
         json.dump(pairs, out)
         out.flush()
         run_child(["seed-history", out.name], child_env("history"))
-        found = run_child(
-            ["webhook-wal", out.name], child_env("history", MAILLOG_PEER_PERSISTENT="1")
-        )
+        # Its connection kept between requests too (MAILLOG_PEER_PERSISTENT, above).
+        found = run_child(["webhook-wal", out.name], child_env("history"))
     return json.loads(found.strip().splitlines()[-1])
 
 
@@ -99,13 +85,13 @@ def run(quick: bool) -> list[Figure]:
     sizes = QUICK if quick else FULL
     migrate_peers()
     n = sizes.measured
-    queue("ours", 0, sizes.backlog)
-    queue("post_office", 0, sizes.backlog)
+    _queued("ours", sizes.backlog)
+    _queued("post_office", sizes.backlog)
     measure = "write volume"
     note = "WAL pages on SQLite, bytes on PostgreSQL"
     per: dict[str, float] = {}
     for kind in ("ours", "post_office"):
-        amount, unit = wal_appended(lambda kind=kind: queue(kind, sizes.backlog, n))
+        amount, unit = wal_appended(lambda kind=kind: _queued(kind, n))
         per[kind] = amount / n
         log(f"queueing, {kind}: {per[kind]:,.1f} {unit} of WAL a mail")
     figures = [
