@@ -38,6 +38,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "benchmarks.settings"
 PG_PREFIX = "maillog_bench"
+#: A SQLite database's files: its own, the journals, and the webhook writers' lock
+#: file (:data:`wagtail_maillog.sqlite_writers.SUFFIX`), removed with it.
+SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-maillog-writers")
 
 
 @dataclass
@@ -320,7 +323,7 @@ def fresh_database() -> None:
         _mysql_clone(template, mysql_name())
     else:
         path = sqlite_path()
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for suffix in SQLITE_FILES:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(template, path)
 
@@ -338,7 +341,7 @@ def use_own_databases() -> None:
 def drop_own_databases() -> None:
     """Remove what :func:`use_own_databases` named (the templates stay)."""
     path = sqlite_path()
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in SQLITE_FILES:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     name = pg_name()
     if name in _pg_databases_or_none():
