@@ -35,12 +35,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wagtail_maillog.sqlite_writers import SUFFIX as WRITERS_LOCK_SUFFIX
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "benchmarks.settings"
 PG_PREFIX = "maillog_bench"
 #: A SQLite database's files: its own, the journals, and the webhook writers' lock
-#: file (:data:`wagtail_maillog.sqlite_writers.SUFFIX`), removed with it.
-SQLITE_FILES = ("", "-wal", "-shm", "-journal", "-maillog-writers")
+#: file, removed with it.
+SQLITE_FILES = ("", "-wal", "-shm", "-journal", WRITERS_LOCK_SUFFIX)
 
 
 @dataclass

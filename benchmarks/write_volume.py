@@ -49,7 +49,7 @@ FULL = Sizes(backlog=5_000, measured=1_000)
 QUICK = Sizes(backlog=200, measured=50)
 
 
-def handed_over(count: int) -> list[tuple[str, str]]:
+def taken_by_esp(count: int) -> list[tuple[str, str]]:
     """(ESP id, address) of ``count`` queued recipients, set as the ESP took them."""
     from django.utils import timezone
 
@@ -74,6 +74,16 @@ def history_wal(pairs: list[tuple[str, str]]) -> dict[str, float]:
     return json.loads(found.strip().splitlines()[-1])
 
 
+def side_by_side(what: str, peer: str, per: dict[str, float], unit: str) -> list[Figure]:
+    """Ours' and ``peer``'s amount of ``what`` (from ``per``), and their ratio."""
+    measure, note = "write volume", "WAL pages on SQLite, bytes on PostgreSQL"
+    return [
+        figure(measure, f"{what}: ours", per["ours"], unit, note=note),
+        figure(measure, f"{what}: {peer}", per[peer], unit, note=note),
+        figure(measure, f"{what}: ours / {peer}", ratio(per["ours"], per[peer]), "×"),
+    ]
+
+
 def run(quick: bool) -> list[Figure]:
     from django.db import connection
 
@@ -87,43 +97,20 @@ def run(quick: bool) -> list[Figure]:
     n = sizes.measured
     _queued("ours", sizes.backlog)
     _queued("post_office", sizes.backlog)
-    measure = "write volume"
-    note = "WAL pages on SQLite, bytes on PostgreSQL"
     per: dict[str, float] = {}
     for kind in ("ours", "post_office"):
         amount, unit = wal_appended(lambda kind=kind: _queued(kind, n))
         per[kind] = amount / n
         log(f"queueing, {kind}: {per[kind]:,.1f} {unit} of WAL a mail")
-    figures = [
-        figure(measure, "queued mail: ours", per["ours"], "WAL/mail", note=note),
-        figure(measure, "queued mail: post_office", per["post_office"], "WAL/mail", note=note),
-        figure(
-            measure, "queued mail: ours / post_office", ratio(per["ours"], per["post_office"]), "×"
-        ),
-    ]
-    pairs = handed_over(WARM_UP_POSTS + n)
+    figures = side_by_side("queued mail", "post_office", per, "WAL/mail")
+    pairs = taken_by_esp(WARM_UP_POSTS + n)
     ours = webhook_wal(pairs)
     assert Event.objects.count() == len(pairs), "ours did not store every event"
     history = history_wal(pairs)
     for side, found in (("ours", ours), ("anymail-history", history)):
         per[side] = found["amount"] / found["events"]
         log(f"one-event webhook, {side}: {per[side]:,.1f} {found['unit']} of WAL an event")
-    figures += [
-        figure(measure, "one-event webhook: ours", per["ours"], "WAL/event", note=note),
-        figure(
-            measure,
-            "one-event webhook: anymail-history",
-            per["anymail-history"],
-            "WAL/event",
-            note=note,
-        ),
-        figure(
-            measure,
-            "one-event webhook: ours / anymail-history",
-            ratio(per["ours"], per["anymail-history"]),
-            "×",
-        ),
-    ]
+    figures += side_by_side("one-event webhook", "anymail-history", per, "WAL/event")
     return figures
 
 

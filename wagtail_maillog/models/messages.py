@@ -34,7 +34,18 @@ class Role(models.TextChoices):
     BCC = "bcc", _("Bcc")
 
 
-class Message(models.Model):
+class PartialIndexesWholeOnMariaDB:
+    """A model with partial indexes: no models.W037 ("MariaDB does not support
+    indexes with conditions") at each migrate there, where the whole index Django
+    creates instead serves the same lookups."""
+
+    @classmethod
+    def check(cls, **kwargs: Any) -> list[Any]:
+        errors = super().check(**kwargs)  # type: ignore[misc]
+        return [error for error in errors if error.id != "models.W037"]
+
+
+class Message(PartialIndexesWholeOnMariaDB, models.Model):
     """One email, as it was handed to the backend."""
 
     created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
@@ -149,20 +160,10 @@ class Message(models.Model):
     def __str__(self) -> str:
         return self.subject or str(_("(no subject)"))
 
-    @classmethod
-    def check(cls, **kwargs: Any) -> list[Any]:
-        return _whole_there_too(super().check(**kwargs))
-
     @property
     def can_resend(self) -> bool:
         """Attachments are never kept, so only mail without them can be sent again."""
         return self.attachment_count == 0 and self.body_stored
-
-
-def _whole_there_too(errors: list[Any]) -> list[Any]:
-    """Not models.W037 ("MariaDB does not support indexes with conditions") at each
-    migrate there: the whole index Django creates instead serves the same lookups."""
-    return [error for error in errors if error.id != "models.W037"]
 
 
 def handed_over(column: str = "esp_message_id") -> str:
@@ -174,7 +175,7 @@ def handed_over(column: str = "esp_message_id") -> str:
     return f"NOT ({column} = '')"
 
 
-class Recipient(models.Model):
+class Recipient(PartialIndexesWholeOnMariaDB, models.Model):
     """One address of a message, with its current delivery status."""
 
     message = models.ForeignKey(
@@ -218,10 +219,6 @@ class Recipient(models.Model):
     def __str__(self) -> str:
         return self.address
 
-    @classmethod
-    def check(cls, **kwargs: Any) -> list[Any]:
-        return _whole_there_too(super().check(**kwargs))
-
     @property
     def subject(self) -> str:
         """The subject this recipient received: a batch's merge fields filled in."""
@@ -241,7 +238,7 @@ class Recipient(models.Model):
         return self.opened_at is not None
 
 
-class Event(models.Model):
+class Event(PartialIndexesWholeOnMariaDB, models.Model):
     """One ESP event, kept as it came (append-only history).
 
     ``recipient`` is empty for an *orphan*: an event about a message we have not
@@ -291,10 +288,6 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.address}"
-
-    @classmethod
-    def check(cls, **kwargs: Any) -> list[Any]:
-        return _whole_there_too(super().check(**kwargs))
 
 
 class SendAttempt(models.Model):
