@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from django.core import mail, signing
 from django.db.models import F
+from django.test import Client
 from django.utils import timezone
 
 from tests.testapp.models import Member
@@ -606,3 +607,27 @@ def test_a_page_as_the_body(settings, members, held, django_capture_on_commit_ca
     assert 'src="http://testserver/media/logo.png"' in html
     assert "{{unsubscribe_url_html}}" in html  # no footer in the page: the link is added
     assert "About the club (http://testserver/about/)" in mail.outbox[0].body
+
+
+def test_one_click_unsubscribes_from_one_provider_server_are_never_refused(settings):
+    """RFC 8058: Gmail posts its users' one-click unsubscribes from a few servers. Valid
+    tokens are not limited (nor counted); made-up ones still are."""
+    settings.WAGTAIL_MAILLOG = {"PUBLIC_RATE_LIMIT": 5}
+    mailing = Mailing.objects.create(subject="News", body="<p>x</p>", audience="members")
+    addresses = [f"m{i}@gmail.example" for i in range(8)]
+    set_status([(a, AddressStatus.CONFIRMED, "test") for a in addresses])
+    google = Client(REMOTE_ADDR="209.85.220.41")
+    codes = [
+        google.post(
+            f"/mail/unsubscribe/{unsubscribe.make_token(pk, mailing.pk)}/one-click/",
+            {"List-Unsubscribe": "One-Click"},
+        ).status_code
+        for pk in Address.objects.filter(address__in=addresses).values_list("pk", flat=True)
+    ]
+    assert codes == [200] * 8
+    assert not Address.objects.filter(status=AddressStatus.CONFIRMED).exists()
+    forged = [
+        google.post("/mail/unsubscribe/nonsense/one-click/", {"List-Unsubscribe": "One-Click"})
+        for _ in range(6)
+    ]
+    assert [r.status_code for r in forged] == [404] * 5 + [429]

@@ -8,9 +8,11 @@ in, then opens the mail log to read the reset link.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -19,6 +21,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail
 from django.core.management import call_command
 from django.urls import reverse
 
+from tests.settings import WEBHOOK_ESPS
 from tests.test_mailings import connectors, draft, send_now
 from tests.testapp.models import Member
 from tests.utils import client_for, make_user, send_with_ids, tracking_event
@@ -27,6 +30,7 @@ from wagtail_maillog.addresses.confirmation import send_requests
 from wagtail_maillog.addresses.health import set_status
 from wagtail_maillog.events import ingest
 from wagtail_maillog.log.access import visible_messages
+from wagtail_maillog.mailings import sending
 from wagtail_maillog.models import AddressStatus, Event, Message
 from wagtail_maillog.outbox import worker
 from wagtail_maillog.redaction import REDACTED, redact
@@ -230,6 +234,14 @@ def test_scrub_cleans_rows_written_before(store_bodies):
         click_url=url,
         raw={"OriginalLink": url},
     )
+    # Before migration 0021, only a click's payload was cleaned: not a bounce's content.
+    Event.objects.create(
+        esp_name="Postmark",
+        event_type="deferred",
+        dedupe_key="k2",
+        description=f"Bounced: {url}",
+        raw={"Type": "Transient", "Content": f"Confirm: {url}"},
+    )
 
     call_command("maillog_scrub", stdout=io.StringIO())
 
@@ -237,8 +249,9 @@ def test_scrub_cleans_rows_written_before(store_bodies):
     assert (reset.body_stored, reset.body_text) == (False, "")
     assert signed not in news.body_html + json.dumps(news.headers)
     assert (plain.body_stored, plain.body_text) == (True, "Hello")
-    event = Event.objects.get()
-    assert signed not in event.click_url + json.dumps(event.raw)
+    for event in Event.objects.all():
+        assert signed not in event.click_url + event.description + json.dumps(event.raw)
+    assert Event.objects.get(dedupe_key="k2").raw["Content"] == f"Confirm: {redact(url)}"
 
 
 def test_display_names_are_stored_as_people_write_them():
@@ -251,3 +264,95 @@ def test_display_names_are_stored_as_people_write_them():
 def test_redaction_leaves_ordinary_text_alone():
     text = "See https://www.example.com/news/2026/?utm_source=mail&x=1 — Note: 10:30 at hall"
     assert redact(text) == text
+
+
+def _webhook(client: Any, esp: str, payload: dict[str, Any], **headers: str) -> None:
+    auth = "Basic " + base64.b64encode(b"hook:secret").decode()
+    response = client.post(
+        f"/anymail/{esp}/tracking/",
+        data=json.dumps(payload),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=auth,
+        **headers,
+    )
+    assert response.status_code == 200, response.content
+
+
+def test_the_copy_of_a_mailing_an_esp_sends_back_shows_no_unsubscribe_token(
+    settings, client, team, django_capture_on_commit_callbacks
+):
+    """Amazon SES's event publishing sends the message's headers with every event: a
+    teammate of the sender reads the page, not any member's unsubscribe link."""
+    connectors(settings, backend="django.core.mail.backends.locmem.EmailBackend")
+    settings.WAGTAIL_MAILLOG["WEBHOOK_ESPS"] = WEBHOOK_ESPS
+    settings.ANYMAIL = settings.ANYMAIL | {"AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": False}
+    sender = make_user("jonas", "view_message", groups=(team,))
+    reader = make_user("emma", "view_message", groups=(team,))
+    member = Member.objects.create(name="Ann", email="ann@example.com")
+    set_status([(member.email, AddressStatus.CONFIRMED, "test")])
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.send(draft(), user=sender)
+    worker.process_outbox(time_budget=10)
+    header = mail.outbox[-1].extra_headers["List-Unsubscribe"]
+    token = re.search(r"/mail/unsubscribe/([^/\s\"]+)/", header).group(1)
+    message = Message.objects.get(source="mailing")
+    message.recipients.update(esp_message_id="ses-1")
+    notification = {
+        "eventType": "Delivery",
+        "mail": {
+            "messageId": "ses-1",
+            "destination": ["ann@example.com"],
+            "headers": [{"name": "List-Unsubscribe", "value": header}],
+        },
+        "delivery": {"recipients": ["ann@example.com"], "smtpResponse": "250 2.0.0 OK"},
+    }
+    sns = {
+        "Type": "Notification",
+        "MessageId": "sns-1",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-events",
+        "Timestamp": "2026-11-05T16:33:50.000Z",
+        "Message": json.dumps(notification),
+    }
+    _webhook(
+        client,
+        "amazon_ses",
+        sns,
+        HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
+        HTTP_X_AMZ_SNS_MESSAGE_ID="sns-1",
+    )
+    event = Event.objects.get()
+    assert event.recipient.message == message and event.event_type == "delivered"
+    page = client_for(reader).get(_detail(message)).content.decode()
+    assert "Raw ESP payloads" in page and REDACTED in page
+    assert token not in page and token not in json.dumps(event.raw)
+
+
+def test_a_bounce_with_the_message_shows_no_confirmation_link(client, team):
+    """Postmark's bounce webhook with "Include bounce content" carries the bounced
+    message: a temporary bounce of a confirmation request keeps its link valid."""
+    moderator = make_user("mod", "view_message", "manage_addresses", groups=(team,))
+    reader = make_user("emma", "view_message", groups=(team,))
+    send_requests(["member@example.com"], user=moderator)
+    sent = mail.outbox[-1]
+    token = re.search(r"/mail/confirm/([^/\s]+)/", sent.body).group(1)
+    message = Message.objects.get(source="confirmation")
+    message.recipients.update(esp_message_id="pm-confirm-1")
+    bounce = {
+        "RecordType": "Bounce",
+        "ID": 42,
+        "Type": "Transient",
+        "TypeCode": 2,
+        "MessageID": "pm-confirm-1",
+        "Description": "Mailbox full, retrying",
+        "Details": f"452 4.2.2 mailbox full; message was: {sent.body}",
+        "Email": "member@example.com",
+        "BouncedAt": "2026-11-05T16:33:54Z",
+        "Content": f"Subject: Delayed Mail\r\n\r\n--- original message ---\r\n{sent.body}",
+    }
+    _webhook(client, "postmark", bounce)
+    event = Event.objects.get()
+    assert event.event_type == "deferred" and event.recipient.message == message
+    page = client_for(reader).get(_detail(message)).content.decode()
+    assert "original message" in page
+    assert token not in page
+    assert token not in json.dumps(event.raw) + event.description + event.mta_response

@@ -277,21 +277,28 @@ class RecipientState:
 def event_row(event: Any, esp_name: str, limit: Any = _SETTING) -> EventRow:
     """The row to store for an anymail ``AnymailTrackingEvent``."""
     raw, raw_json = _encoded(event.esp_event, limit)
+    # A one-time token is not for staff to read: in a clicked reset or unsubscribe link,
+    # and in the copy of the message some ESPs send back (Amazon SES's headers with
+    # List-Unsubscribe, Postmark's bounce content with a confirmation link).
     click_url = _text(event.click_url)
+    cleaned = redact(raw_json)
     if click_url and redact(click_url) != click_url:
-        # A click on a reset or unsubscribe link: the token is not for staff to read.
-        click_url, raw_json = redact(click_url), redact(raw_json)
-        raw = json.loads(raw_json)
+        click_url, raw_json, raw = redact(click_url), cleaned, json.loads(cleaned)
+    # Of the payload as it is stored for a clicked token, as sent for the others: the
+    # keys of events stored before their payloads were redacted (an ESP's retry).
+    key = dedupe_key(esp_name, event, raw)
+    if cleaned != raw_json:
+        raw_json, raw = cleaned, json.loads(cleaned)
     return EventRow(
         esp_name=esp_name[:64],
         esp_message_id=_text(event.message_id)[:255],
-        address=_text(event.recipient).strip().lower()[:254],
+        address=normalize(_text(event.recipient))[:254],
         event_type=_text(event.event_type)[:32],
         timestamp=event.timestamp,
         event_id=_text(event.event_id)[:255],
-        dedupe_key=dedupe_key(esp_name, event, raw),
-        description=_text(event.description),
-        mta_response=_text(event.mta_response),
+        dedupe_key=key,
+        description=redact(_text(event.description)),
+        mta_response=redact(_text(event.mta_response)),
         reject_reason=_text(event.reject_reason)[:32],
         click_url=click_url,
         user_agent=_text(event.user_agent),

@@ -7,9 +7,10 @@ there gives its reader the account or the address, so:
   whatever ``STORE_BODY`` says: password resets (Django's and Wagtail's), our
   confirmation requests, any source in ``SENSITIVE_SOURCES`` and any message
   labelled ``label(msg, sensitive=True)``;
-* in every other stored body, in the headers (``List-Unsubscribe``) and in the
-  click URLs ESPs report, links that carry a one-time token are cut before
-  they are written: Django's password reset URLs, Django's signed values (our
+* in every other stored body, in the headers (``List-Unsubscribe``), in the
+  click URLs ESPs report and in their events' payloads (which may carry a copy
+  of the message), links that carry a one-time token are cut before they are
+  written: Django's password reset URLs, Django's signed values (our
   confirmation and unsubscribe links), and what ``REDACT_PATTERNS`` adds.
 """
 
@@ -81,9 +82,14 @@ def scrub(message_model: Any, event_model: Any, chunk_size: int = 1000) -> int:
     ).update(body_stored=False, body_text="", body_html="")
     messages = message_model.objects.only("pk", "headers", "body_text", "body_html")
     changed += _rewrite(messages, ["headers", "body_text", "body_html"], _scrub_message, chunk_size)
-    events = event_model.objects.exclude(click_url="").only("pk", "click_url", "raw")
-    changed += _rewrite(events, ["click_url", "raw"], _scrub_event, chunk_size)
-    return changed
+    return changed + scrub_events(event_model, chunk_size)
+
+
+def scrub_events(event_model: Any, chunk_size: int = 1000) -> int:
+    """The tokens in the events' clicked URLs, payloads and texts (migration 0021:
+    before it, only a clicked token was cut from its event's payload)."""
+    fields = ["click_url", "raw", "description", "mta_response"]
+    return _rewrite(event_model.objects.only("pk", *fields), fields, _scrub_event, chunk_size)
 
 
 def _scrub_message(row: Any) -> bool:
@@ -94,11 +100,15 @@ def _scrub_message(row: Any) -> bool:
 
 
 def _scrub_event(row: Any) -> bool:
-    url = redact(row.click_url)
-    if url == row.click_url:
-        return False
-    row.click_url, row.raw = url, json.loads(redact(json.dumps(row.raw)))
-    return True
+    before = (row.click_url, row.description, row.mta_response)
+    row.click_url, row.description, row.mta_response = (redact(text) for text in before)
+    changed = (row.click_url, row.description, row.mta_response) != before
+    if row.raw is not None:
+        text = json.dumps(row.raw)
+        cleaned = redact(text)
+        if cleaned != text:
+            row.raw, changed = json.loads(cleaned), True
+    return changed
 
 
 def _rewrite(queryset: Any, fields: list[str], change: Any, chunk_size: int) -> int:

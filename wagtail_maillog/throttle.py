@@ -4,6 +4,10 @@ Tokens are signed, so guessing one is hopeless anyway; the limit keeps a
 client from hammering the pages (and the database behind them). Counted in
 Django's cache per client address and minute; over the limit: HTTP 429 with
 ``Retry-After``. ``PUBLIC_RATE_LIMIT`` requests per minute (None: off).
+
+A view can let through what cannot be abuse (``unless``): the one-click unsubscribes
+(RFC 8058) of a mailing come from the mailbox providers' few servers, many a minute
+from one address, each with a valid token.
 """
 
 from __future__ import annotations
@@ -24,11 +28,21 @@ def client_key(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
-def throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+Predicate = Callable[..., bool]
+
+
+def throttled(
+    view: Callable[..., HttpResponse] | None = None, *, unless: Predicate | None = None
+) -> Any:
+    """Limit ``view`` per client; a request for which ``unless(request, *args,
+    **kwargs)`` is true is neither limited nor counted."""
+    if view is None:
+        return functools.partial(throttled, unless=unless)
+
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         limit = get_setting("PUBLIC_RATE_LIMIT")
-        if limit:
+        if limit and not (unless and unless(request, *args, **kwargs)):
             minute = int(time.time() // 60)
             key = f"wagtail_maillog:throttle:{client_key(request)}:{minute}"
             cache.add(key, 0, timeout=90)

@@ -51,6 +51,11 @@ def one_click_url(token: str) -> str:
     return f"{site_url()}{reverse('wagtail_maillog_public:unsubscribe_one_click', args=[token])}"
 
 
+def signed(token: str) -> bool:
+    """The token is ours and has not expired (its signature only: no query)."""
+    return not isinstance(tokens.read(token, SALT, get_setting("UNSUBSCRIBE_MAX_AGE_DAYS")), str)
+
+
 def check(token: str) -> Checked:
     data = tokens.read(token, SALT, get_setting("UNSUBSCRIBE_MAX_AGE_DAYS"))
     if isinstance(data, str):

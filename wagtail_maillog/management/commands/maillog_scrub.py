@@ -14,7 +14,8 @@ class Command(BaseCommand):
     help = (
         "Remove the bodies of sensitive mail (SENSITIVE_SOURCES) and the one-time tokens "
         "(password reset, confirmation and unsubscribe links, REDACT_PATTERNS) from stored "
-        "bodies, headers and clicked URLs. Migration 0008 ran it once; run it again after "
+        "bodies, headers, clicked URLs and the events' payloads. Migrations 0008 and 0021 "
+        "ran it once; run it again after "
         "adding to SENSITIVE_SOURCES or REDACT_PATTERNS."
     )
 
