@@ -16,7 +16,7 @@ from django.utils import timezone
 from tests.testapp.models import Member
 from tests.utils import post_json, send_with_ids
 from wagtail_maillog import label
-from wagtail_maillog.addresses import members
+from wagtail_maillog.addresses import members, normalize
 from wagtail_maillog.addresses.confirmation import resend_unanswered, send_requests
 from wagtail_maillog.addresses.health import clear_problem, expire_deferred
 from wagtail_maillog.models import Address, AddressStatus, Recipient, SendAttempt
@@ -400,3 +400,18 @@ def test_the_outbox_suppresses_for_non_anymail_connectors_too(settings):
         ("gone@example.com", Status.BLOCKED),
         ("ok@example.com", Status.SENT),
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "compared"),
+    [
+        (" Ann@Example.COM ", "ann@example.com"),
+        ("soren@XN--BCHER-KVA.example", "soren@bücher.example"),
+        ("x@xn--mnchen-3ya.xn--bcher-kva.de", "x@münchen.bücher.de"),
+        ("soren@bücher.example", "soren@bücher.example"),
+        ("x@xn--.example", "x@xn--.example"),  # not IDNA: kept as it came
+        ("xn--bcher-kva", "xn--bcher-kva"),  # no domain
+    ],
+)
+def test_addresses_are_compared_with_their_domain_in_unicode(given, compared):
+    assert normalize(given) == compared

@@ -14,8 +14,17 @@ from django.core.mail import EmailMessage, send_mail
 from django.utils import timezone
 
 from tests.esp import ScriptedBackend
-from wagtail_maillog import label
-from wagtail_maillog.models import ConnectorState, Message, OutboxItem, Recipient, SendAttempt
+from wagtail_maillog import label, mail_context
+from wagtail_maillog.addresses.health import clear_problem, set_status
+from wagtail_maillog.models import (
+    Address,
+    AddressStatus,
+    ConnectorState,
+    Message,
+    OutboxItem,
+    Recipient,
+    SendAttempt,
+)
 from wagtail_maillog.models import SendState as S
 from wagtail_maillog.outbox import connectors, worker
 from wagtail_maillog.status import Status
@@ -430,3 +439,55 @@ def test_mail_for_an_unknown_connector_records_the_one_it_goes_through(settings)
     message.send()
     assert Message.objects.get().connector == "default"
     assert OutboxItem.objects.get().connector == "default"
+
+
+def test_suppression_is_decided_again_at_each_attempt(clock):
+    """A recipient blocked on the first attempt, whose address an admin then clears, gets
+    the retry and is recorded as sent, not left "blocked" with a false reason."""
+    set_status([("b@example.com", AddressStatus.BOUNCED, "test")])
+    ScriptedBackend.script = [api_error(503), None]
+    EmailMessage("Hi", "Body", "site@example.com", ["a@example.com", "b@example.com"]).send()
+    run()
+    assert Recipient.objects.get(address="b@example.com").status == Status.BLOCKED
+
+    clear_problem(Address.objects.filter(address="b@example.com"))
+    clock.advance(120)
+    run()
+    assert mail.outbox[-1].to == ["a@example.com", "b@example.com"]
+    rows = {r.address: (r.status, r.reason) for r in Recipient.objects.all()}
+    assert rows == {"a@example.com": (Status.SENT, ""), "b@example.com": (Status.SENT, "")}
+
+
+def test_a_problem_address_stays_blocked_on_the_retry(clock):
+    set_status([("b@example.com", AddressStatus.BOUNCED, "test")])
+    ScriptedBackend.script = [api_error(503), None]
+    EmailMessage("Hi", "Body", "site@example.com", ["a@example.com", "b@example.com"]).send()
+    run()
+    clock.advance(120)
+    run()
+    assert mail.outbox[-1].to == ["a@example.com"]
+    assert Recipient.objects.get(address="b@example.com").status == Status.BLOCKED
+
+
+def test_mail_context_suppress_false_holds_through_the_outbox(clock):
+    """The worker sends long after the block ended: the context's word travels with the
+    queued message (docs/addresses.md, "Mail that must always go")."""
+    set_status([("ann@example.com", AddressStatus.BOUNCED, "test")])
+    with mail_context(suppress=False):
+        EmailMessage("Receipt", "Body", "site@example.com", ["ann@example.com"]).send()
+    EmailMessage("News", "Body", "site@example.com", ["ann@example.com"]).send()
+    run()
+    assert ScriptedBackend.calls == ["Receipt"]
+    statuses = dict(Recipient.objects.values_list("message__subject", "status"))
+    assert statuses == {"Receipt": Status.SENT, "News": Status.BLOCKED}
+
+
+def test_a_retry_that_goes_clears_the_reason_of_the_failed_attempt(clock):
+    ScriptedBackend.script = [api_error(503), None]
+    send()
+    run()
+    assert Recipient.objects.get().status == Status.PENDING
+    assert "503" in Recipient.objects.get().reason
+    clock.advance(120)
+    run()
+    assert Recipient.objects.values_list("status", "reason").get() == (Status.SENT, "")

@@ -9,9 +9,12 @@ from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail
 
+from tests.test_webhooks import POSTMARK as POSTMARK_HOOK
+from tests.test_webhooks import postmark
 from tests.testapp.models import Invoice
+from tests.utils import post_json
 from wagtail_maillog import label, mail_context
-from wagtail_maillog.models import Message, Recipient, SendAttempt
+from wagtail_maillog.models import Address, AddressStatus, Event, Message, Recipient, SendAttempt
 from wagtail_maillog.status import Status
 
 pytest_plugins = ["tests.fake_esp"]
@@ -326,3 +329,25 @@ def test_a_send_cancelled_by_another_pre_send_receiver_does_not_stay_sending(set
     recipient = Recipient.objects.get()
     assert recipient.status == Status.CANCELLED and "pre_send" in recipient.reason
     assert SendAttempt.objects.get().outcome == SendAttempt.Outcome.BLOCKED
+
+
+def test_a_recipient_at_an_internationalised_domain_gets_its_events(
+    fake_esp, settings, client, webhook_auth
+):
+    """anymail hands the ESP the domain's IDNA form (``xn--``), and the ESP reports that
+    form back: it must find the recipient recorded as the sender wrote it."""
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {**fake_esp.anymail_settings(), "WEBHOOK_SECRET": "hook:secret"}
+    send_mail("Hi", "Body", "site@example.com", ["Søren <Soren@Bücher.example>"])
+    assert [a.lower() for a in fake_esp.sent[-1].recipients] == ["soren@xn--bcher-kva.example"]
+    recipient = Recipient.objects.get()
+    assert recipient.address == "soren@bücher.example" and recipient.esp_message_id
+
+    bounce = postmark("Bounce", recipient.esp_message_id, "soren@xn--bcher-kva.example")
+    response = post_json(client, POSTMARK_HOOK, bounce | {"Type": "HardBounce"}, webhook_auth)
+    assert response.status_code == 200
+    recipient.refresh_from_db()
+    assert recipient.status == Status.BOUNCED
+    assert Event.objects.get().recipient_id == recipient.pk
+    assert Address.objects.get().address == "soren@bücher.example"
+    assert Address.objects.get().status == AddressStatus.BOUNCED

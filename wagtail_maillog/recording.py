@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from . import plans, storable
 from . import status as rules
+from .addresses import normalize
 from .addresses.suppression import apply as suppress
 from .bulk import (
     Linked,
@@ -68,18 +69,22 @@ _BARE = re.compile(r"[^\s<>\",;:()\[\]\\@]+@[^\s<>\",;:()\[\]\\@]+")
 
 
 def _addresses(values: Any) -> list[tuple[str, str]]:
-    """(address, display name) pairs; addresses lower-cased as ESPs report them."""
+    """(address, display name) pairs; addresses in the form they are compared in
+    (:func:`.addresses.normalize`)."""
     if not values:
         return []
     if all(isinstance(v, str) and _BARE.fullmatch(v) for v in values):
         # A mailing's 500 bare addresses: the email header parser costs ~0.1 ms each.
-        return [(storable.text(v.lower())[:254], "") for v in values]
+        return [(storable.text(normalize(v))[:254], "") for v in values]
     try:
         parsed = parse_address_list(values)
     except AnymailInvalidAddress:
-        return [(storable.text(str(v).strip().lower())[:254], "") for v in values]
+        return [(storable.text(normalize(str(v)))[:254], "") for v in values]
     return [
-        (storable.text(a.addr_spec.lower())[:254], storable.text(_readable(a.display_name))[:255])
+        (
+            storable.text(normalize(a.addr_spec))[:254],
+            storable.text(_readable(a.display_name))[:255],
+        )
         for a in parsed
     ]
 
@@ -205,7 +210,7 @@ def record_message(
     merge_data = getattr(message, "merge_data", None)
     if not isinstance(merge_data, dict) or is_sensitive(source, label.sensitive):
         merge_data = {}
-    merge_data = {str(k).lower(): v for k, v in merge_data.items()}
+    merge_data = {normalize(str(k)): v for k, v in merge_data.items()}
     now = timezone.now()
     user = label.user if getattr(label.user, "pk", None) else None
 
@@ -427,7 +432,7 @@ def store_answers(answers: list[Answer]) -> list[StatusChange]:
         return []
     now = timezone.now()
     results = {
-        answer.message_pk: {addr.lower(): rs for addr, rs in answer.recipients.items()}
+        answer.message_pk: {normalize(addr): rs for addr, rs in answer.recipients.items()}
         for answer in answers
     }
     changes: list[StatusChange] = []
@@ -453,7 +458,8 @@ def store_answers(answers: list[Answer]) -> list[StatusChange]:
         before = r.status
         after = rules.transition(rules.Current(r.status, r.status_at), new, now)
         r.status, r.status_at = after.status, after.at
-        r.reason = _send_reason(result, r.status) or r.reason
+        if after.status == new:  # what an earlier attempt said is not why any more
+            r.reason = _send_reason(result, new)
         if r.status != before:
             changes.append(StatusChange(r.pk, r.address, before, r.status, None, ""))
         answered.append(r)

@@ -20,6 +20,8 @@ from anymail.signals import AnymailTrackingEvent
 from anymail.utils import UNSET, get_anymail_setting
 from django.utils.dateparse import parse_datetime
 
+from ..addresses import normalize
+
 USER_AGENT = "wagtail-maillog status fetcher"
 
 
@@ -137,11 +139,11 @@ class StatusFetcher:
 
 
 def addresses_by_id(items: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-    """{ESP message id: lower-cased addresses}: one API call per message id."""
+    """{ESP message id: its addresses, normalised}: one API call per message id."""
     wanted: dict[str, set[str]] = defaultdict(set)
     for message_id, address in items:
         if message_id:
-            wanted[message_id].add(address.strip().lower())
+            wanted[message_id].add(normalize(address))
     return dict(wanted)
 
 

@@ -27,6 +27,7 @@ from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from anymail.utils import parse_single_address
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 
+from ..addresses import normalize
 from .base import FetchError, StatusFetcher, addresses_by_id, domain_of, same_origin
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class MailgunFetcher(StatusFetcher):
         Mailgun logs one "accepted" per recipient of a batch; anymail's send
         answers each with the batch's message id, in angle brackets.
         """
-        wanted = {a.lower() for a in addresses}
+        wanted = {normalize(a) for a in addresses}
         sender = parseaddr(from_email)[1]
         domain = self.domain_for("", sender)
         query = {
@@ -108,7 +109,7 @@ class MailgunFetcher(StatusFetcher):
         found: dict[str, str] = {}
         what = f"accepted events since {since:%H:%M}"
         for item in self._pages(domain, query, what, must_finish=True):
-            recipient = str(item.get("recipient") or "").lower()
+            recipient = normalize(str(item.get("recipient") or ""))
             message_id = _dict(_dict(item.get("message")).get("headers")).get("message-id")
             if recipient in wanted and message_id and recipient not in found:
                 found[recipient] = f"<{_bare(str(message_id))}>"

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 
+from ..addresses import normalize
 from .base import FetchError, StatusFetcher, addresses_by_id, parse_timestamp
 
 #: Postmark's error code for "Message not found" (sent with HTTP 422).
@@ -59,7 +60,7 @@ class PostmarkFetcher(StatusFetcher):
         for message_id, addresses in addresses_by_id(items).items():
             details = self._details(message_id)
             for item in (details or {}).get("MessageEvents") or []:
-                if str(item.get("Recipient") or "").strip().lower() in addresses:
+                if normalize(str(item.get("Recipient") or "")) in addresses:
                     yield self.to_event(message_id, item)
 
     def _details(self, message_id: str) -> dict[str, Any] | None:

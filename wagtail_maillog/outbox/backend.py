@@ -50,7 +50,7 @@ def enqueue(message: Any) -> int:
     state, due = _when(label, now)
     if state == SendState.QUEUED:
         state = connectors.queued_state(connector)  # the INSERT reads the switch
-    payload, mac = dump(message)
+    payload, mac = dump(message, label)
     outbox = {
         "connector": connector,
         "state": state,

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from .. import status as rules
+from ..addresses import normalize
 from ..bulk import update_fields
 from ..events import attach_orphans
 from ..fetchers import fetcher_for
@@ -61,16 +62,16 @@ def accepted_by_esp(item: OutboxItem, now: datetime) -> dict[str, str] | None:
         return None
 
 
-def record_accepted(item: OutboxItem, accepted: dict[str, str], now: datetime) -> int:
+def record_accepted(item: OutboxItem, accepted: dict[str, str], now: datetime) -> None:
     """The recipients the ESP took: "sent" with its message id; events that came for
-    them meanwhile (orphans) find them. Returns how many recipients the batch has."""
+    them meanwhile (orphans) find them. Those it had taken before keep what they have."""
     reason = _("The ESP had taken it when the worker stopped (found in the ESP's event log).")
     with transaction.atomic():
         recipients = list(Recipient.objects.filter(message_id=item.message_id))
         touched = []
         for recipient in recipients:
             esp_id = accepted.get(recipient.address)
-            if esp_id is None or recipient.status in rules.FINAL:
+            if esp_id is None or recipient.status in rules.FINAL or recipient.esp_message_id:
                 continue
             recipient.esp_message_id, recipient.status = esp_id[:255], rules.Status.SENT
             recipient.status_at, recipient.reason = now, reason
@@ -90,17 +91,18 @@ def record_accepted(item: OutboxItem, accepted: dict[str, str], now: datetime) -
                     r.address: {"message_id": r.esp_message_id, "status": "sent"} for r in touched
                 },
             )
-    return len(recipients)
 
 
 def drop_recipients(message: Any, addresses: set[str]) -> None:
     """Take ``addresses`` (and their merge data) off an ``EmailMessage`` before it goes."""
 
     def keep(values: Any) -> list[Any]:
-        return [v for v in values or [] if parseaddr(str(v))[1].lower() not in addresses]
+        return [v for v in values or [] if normalize(parseaddr(str(v))[1]) not in addresses]
 
     message.to, message.cc, message.bcc = keep(message.to), keep(message.cc), keep(message.bcc)
     for name in ("merge_data", "merge_metadata", "merge_headers"):
         values = getattr(message, name, None)
         if isinstance(values, dict):
-            setattr(message, name, {k: v for k, v in values.items() if k.lower() not in addresses})
+            setattr(
+                message, name, {k: v for k, v in values.items() if normalize(k) not in addresses}
+            )

@@ -16,7 +16,10 @@ from typing import Any
 
 from django.utils.crypto import salted_hmac
 
+from ..context import ATTRIBUTE, MailLabel
+
 SALT = "wagtail_maillog.outbox.payload"
+NOTHING_SAID = MailLabel()
 
 
 class TamperedPayload(Exception):
@@ -27,7 +30,10 @@ def _mac(data: bytes) -> str:
     return salted_hmac(SALT, data, algorithm="sha256").hexdigest()
 
 
-def dump(message: Any) -> tuple[bytes, str]:
+def dump(message: Any, label: MailLabel | None = None) -> tuple[bytes, str]:
+    """The pickled message and its signature. ``label``: the label that applied when it
+    was queued, its ``mail_context`` included (gone by the time the worker sends it:
+    whether it may go to problem addresses is decided then)."""
     clean = copy.copy(message)
     # An open backend is neither needed nor picklable. Django 6.1 keeps it as
     # ``_connection`` behind a deprecated ``connection`` property: set it without it.
@@ -36,9 +42,10 @@ def dump(message: Any) -> tuple[bytes, str]:
             clean.__dict__[attr] = None
     for attr in ("anymail_status", "_maillog_attempt_pk"):
         clean.__dict__.pop(attr, None)
-    label = clean.__dict__.get("maillog")
-    if label is not None:  # already recorded on the row: keep no users or objects here
-        clean.maillog = replace(label, user=None, team=None, related=None)
+    label = label if label is not None else clean.__dict__.get(ATTRIBUTE)
+    if label is not None and label != NOTHING_SAID:
+        # Who and what it is about are on the row already: no users or objects here.
+        setattr(clean, ATTRIBUTE, replace(label, user=None, team=None, related=None))
     data = pickle.dumps(clean, protocol=pickle.HIGHEST_PROTOCOL)
     return data, _mac(data)
 

@@ -36,6 +36,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import status as rules
+from ..addresses import normalize
 from ..addresses.suppression import exempt
 from ..addresses.suppression import keep_deliverable as keep
 from ..bulk import filter_in
@@ -297,6 +298,54 @@ def _is_batch(item: OutboxItem) -> bool:
     return Recipient.objects.filter(message_id=item.message_id)[:2].count() > 1
 
 
+#: A recipient in one of these, without an ESP id, has not been handed over yet.
+NOT_HANDED_OVER = (
+    rules.Status.NONE,
+    rules.Status.PENDING,
+    rules.Status.SENDING,
+    rules.Status.UNKNOWN,
+)
+
+
+def _not_handed_over() -> Exact:
+    """No ESP id, asked as a length. (As ``= ''`` the databases may read it through
+    ``maillog_rcpt_espid``, whose '' entries are every recipient not handed over yet:
+    the whole backlog, each batch.)"""
+    return Exact(Length("esp_message_id"), 0)
+
+
+def _handed_over(
+    message_ids: list[int],
+) -> tuple[dict[int, dict[str, str]], set[int], set[int]]:
+    """What earlier attempts of these messages got to the ESP: {message: {address: ESP
+    id}} of the recipients it took, the messages it answered (an attempt "sent", or a
+    recipient with an ESP id), and those of them with recipients still to hand over.
+    One with both is a batch the ESP took part of (interrupted, the rest failing
+    after): only its rest goes again."""
+    handed: dict[int, dict[str, str]] = {}
+    for message_id, address, esp_id in (
+        Recipient.objects.filter(message_id__in=message_ids)
+        .exclude(esp_message_id="")
+        .values_list("message_id", "address", "esp_message_id")
+    ):
+        handed.setdefault(message_id, {})[address] = esp_id
+    answered = set(handed) | set(
+        SendAttempt.objects.filter(
+            message_id__in=message_ids, outcome=SendAttempt.Outcome.SENT
+        ).values_list("message_id", flat=True)
+    )
+    return handed, answered, _still_to_hand_over(answered) if answered else set()
+
+
+def _still_to_hand_over(message_ids: Any) -> set[int]:
+    """Those of these messages with a recipient the ESP has not taken yet."""
+    return set(
+        Recipient.objects.filter(
+            _not_handed_over(), message_id__in=message_ids, status__in=NOT_HANDED_OVER
+        ).values_list("message_id", flat=True)
+    )
+
+
 def _hold(item: OutboxItem, owner: str) -> None:
     """An interrupted batch is not handed over again blindly: the ESP may have sent it
     to every member. It waits as "failed" (no automatic retry) with its recipients
@@ -312,7 +361,7 @@ def _hold(item: OutboxItem, owner: str) -> None:
         SendAttempt.objects.filter(
             message_id=item.message_id, outcome=SendAttempt.Outcome.INTERRUPTED
         ).update(error=text)
-        Recipient.objects.filter(message_id=item.message_id).exclude(
+        Recipient.objects.filter(_not_handed_over(), message_id=item.message_id).exclude(
             status__in=rules.FINAL - {rules.Status.FAILED}
         ).update(status=rules.Status.UNKNOWN, status_at=clock(), reason=text)
         _mine(owner, [item.pk]).update(
@@ -430,34 +479,31 @@ class Batch:
                 ),
             )
             self.result.interrupted += len(started)
-        # The ESP answered an earlier attempt, but its worker died before clearing the item.
-        answered = set(
-            SendAttempt.objects.filter(
-                message_id__in=again, outcome=SendAttempt.Outcome.SENT
-            ).values_list("message_id", flat=True)
-        ) | set(
-            Recipient.objects.filter(message_id__in=again)
-            .exclude(esp_message_id="")
-            .values_list("message_id", flat=True)
-        )
+        handed, answered, left = _handed_over(again)
         kept = []
         for item in items:
-            if item.message_id in answered:  # sending it again would be a double send
+            partly = item.message_id in handed and item.message_id in left
+            if item.message_id in answered and not partly:
+                # The ESP answered it before (its worker died before clearing the item):
+                # sending it again would be a double send.
                 self.outcomes.leaving.append(item.pk)
                 self.outcomes.counts.sent += 1
                 continue
+            accepted = handed.get(item.message_id, {})  # a batch the ESP took part of
             if item.message_id in started and _is_batch(item):
                 found = interrupted_batch.accepted_by_esp(item, clock())
                 if found is None:  # nobody can tell what the ESP took: a person decides
                     _hold(item, self.owner)
                     self.pending.discard(item.pk)
                     continue
-                accepted = {a.lower(): esp_id for a, esp_id in found.items()}
-                if len(accepted) >= interrupted_batch.record_accepted(item, accepted, clock()):
+                found = {normalize(a): esp_id for a, esp_id in found.items()}
+                interrupted_batch.record_accepted(item, found, clock())
+                accepted = {**accepted, **found}
+                if not _still_to_hand_over([item.message_id]):
                     self.outcomes.leaving.append(item.pk)  # the ESP took all of it
                     self.outcomes.counts.sent += 1
                     continue
-                item._maillog_accepted = accepted  # type: ignore[attr-defined]
+            item._maillog_accepted = accepted  # type: ignore[attr-defined]  # only the rest goes
             kept.append(item)
         return kept
 
@@ -483,13 +529,12 @@ class Batch:
         now = clock()
         with transaction.atomic():
             if readable:
-                # Not handed over yet: no ESP id, asked as a length. (As ``= ''`` the
-                # databases may read it through ``maillog_rcpt_espid``, whose '' entries
-                # are every recipient not handed over yet: the whole backlog, each batch.)
+                # "Blocked" by an earlier attempt too: suppression is decided again at
+                # each hand-over (an admin may have cleared the address's problem since).
                 Recipient.objects.filter(
-                    Exact(Length("esp_message_id"), 0),
+                    _not_handed_over(),
                     message_id__in=[m.item.message_id for m in readable],
-                ).exclude(status__in=[rules.Status.CANCELLED, rules.Status.BLOCKED]).update(
+                ).exclude(status=rules.Status.CANCELLED).update(
                     status=rules.Status.SENDING, status_at=now
                 )
                 self._suppress(readable, now)
@@ -715,7 +760,7 @@ class Batch:
             Recipient.objects.filter(
                 message_id__in=[m.item.message_id for m in out.plain],
                 status=rules.Status.SENDING,
-            ).update(status=rules.Status.SENT, status_at=now)
+            ).update(status=rules.Status.SENT, status_at=now, reason="")
         if out.blocked:
             _update_each(
                 SendAttempt.objects.all(),
@@ -753,7 +798,10 @@ class Batch:
             },
         )
         _update_each(
-            Recipient.objects.exclude(status__in=rules.FINAL - {rules.Status.FAILED}),
+            # Not those the ESP took (part of an interrupted batch): they stay handed over.
+            Recipient.objects.filter(_not_handed_over()).exclude(
+                status__in=rules.FINAL - {rules.Status.FAILED}
+            ),
             "message_id",
             {
                 m.item.message_id: {
