@@ -185,6 +185,10 @@ def test_filter_by_several_statuses_search_and_problem(people, addresses):
     assert sorted(listed(problems)) == ["bob@example.com", "cat@example.com"]
     healthy = client.get(f"{ADDRESSES}?problem=false")
     assert len(listed(healthy)) == 3
+    # the dashboard's link: the chip says "Yes" (not "True"), "No" for false
+    for response, word in ((problems, "Yes"), (healthy, "No")):
+        (chip,) = response.context["view"].active_filters
+        assert (chip.field_label, chip.value) == ("Has a problem", word)
     found = client.get(f"{ADDRESSES}?q=DAN@")
     assert listed(found) == ["dan@example.com"]
     results = client.get(f"{ADDRESSES}results/?q=eve&status=unconfirmed")

@@ -216,6 +216,46 @@ def test_related_type_filter_and_panel_link(people):
     assert "Invoice 77" in page and "Invoice</div>" in page  # label and type
 
 
+def test_the_related_object_filter_has_one_drawer_entry_and_a_chip_naming_the_object(people):
+    """No empty "Related id" entry in the filter drawer; one chip, "Related object:
+    Invoice 77 (invoice)", whose removal drops both the type and the id."""
+    invoice = Invoice.objects.create(number="77")
+    msg = EmailMessage("Invoice 77", "b", "a@example.com", ["payer@example.com"])
+    label(msg, related=invoice, source="invoice")
+    msg.send()
+    other = Invoice.objects.create(number="78")
+    msg = EmailMessage("Invoice 78", "b", "a@example.com", ["payer@example.com"])
+    label(msg, related=other, source="invoice")
+    msg.send()
+    admin = client_for(people["admin"])
+    ct = ContentType.objects.get_for_model(Invoice).pk
+    response = admin.get(f"{LOG}?related_type={ct}&related_id={invoice.pk}")
+    assert [r.record.message.subject for r in response.context["table"].rows] == ["Invoice 77"]
+    html = response.content.decode()
+    drawer = html[html.index("w-drilldown__menu") : html.index("w-drilldown__submenu")]
+    assert "Related type" in drawer and "Related id" not in drawer
+    assert f'type="hidden" name="related_id" value="{invoice.pk}"' in html  # kept on change
+    (chip,) = response.context["view"].active_filters
+    assert (chip.field_label, chip.value) == ("Related object", "Invoice 77 (invoice)")
+    assert "related_type" not in chip.removed_filter_url
+    assert "related_id" not in chip.removed_filter_url
+    # a whole type: the model's name, not "Testapp | invoice"
+    response = admin.get(f"{LOG}?related_type={ct}")
+    assert len(response.context["table"].rows) == 2
+    (chip,) = response.context["view"].active_filters
+    assert (chip.field_label, chip.value) == ("Related type", "Invoice")
+    # an id without its type is no filter (ids are per model)
+    assert len(admin.get(f"{LOG}?related_id={invoice.pk}").context["table"].rows) == 2
+
+
+def test_yes_no_filter_chips_say_yes_or_no(people):
+    send_as(None, "Receipt")
+    admin = client_for(people["admin"])
+    for value, word in (("true", "Yes"), ("false", "No")):
+        (chip,) = admin.get(f"{LOG}?opened={value}").context["view"].active_filters
+        assert (chip.field_label, chip.value) == ("Opened", word)
+
+
 def test_user_controlled_text_is_escaped_everywhere(people, client, webhook_auth):
     message = send_with_ids(["x@example.com"], "pm-x", subject=XSS)
     event = {

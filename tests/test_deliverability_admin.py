@@ -273,6 +273,58 @@ def test_no_mail_is_said_and_so_is_a_rollup_that_never_ran(people):
 # ---- the charts --------------------------------------------------------------------
 
 
+def rule_labels(svg: str) -> dict[str, tuple[float, float]]:
+    """``level: (y of the rule, y of its label's baseline)`` in a chart."""
+    found = re.findall(
+        r'<line [^>]*y1="([\d.]+)"[^>]*maillog-chart__rule--(\w+)"/>'
+        r'<text [^>]*y="([\d.]+)"',
+        svg,
+    )
+    return {level: (float(line), float(text)) for line, level, text in found}
+
+
+@pytest.mark.parametrize(
+    "spike, apart",
+    [(0.03, False), (0.0035, True)],  # one spam spike of 3 %: the limits 4 px apart
+)
+def test_the_limit_labels_never_overlap(spike, apart):
+    from wagtail_maillog.deliverability import charts
+
+    days = [today() - timedelta(days=n) for n in range(6, -1, -1)]
+    svg = charts.line_chart(
+        days,
+        [charts.Line("complained", "Spam complaint rate", [0.0005] * 6 + [spike])],
+        uid="t",
+        title="t",
+        rates=True,
+        rules=[
+            charts.Rule("warning", 0.001, "Warning at 0.1 %"),
+            charts.Rule("critical", 0.003, "Critical at 0.3 %"),
+        ],
+        width=360,
+        height=210,
+        steps=4,
+    )
+    labels = rule_labels(svg)
+    (warning_line, warning), (critical_line, critical) = labels["warning"], labels["critical"]
+    assert abs(warning - critical) >= charts.RULE_LABEL_LINE  # a line apart, at least
+    assert critical < critical_line  # the higher limit's label above its line
+    if apart:  # room enough: both above their lines
+        assert warning < warning_line
+    else:  # the lower one below its own line, close to it
+        assert warning_line < warning <= warning_line + charts.RULE_LABEL_LINE
+    assert all(0 < text < 210 - 8 - 11 for _line, text in labels.values())  # above the days
+
+
+def test_rule_labels_move_down_as_far_as_needed():
+    from wagtail_maillog.deliverability.charts import RULE_LABEL_LINE, rule_label_positions
+
+    positions = rule_label_positions([100.0, 101.0, 102.0, 60.0])
+    assert positions[3] == 55.0 and positions[0] == 95.0  # room: above their lines
+    ordered = sorted(positions)
+    assert all(b - a >= RULE_LABEL_LINE for a, b in zip(ordered, ordered[1:], strict=False))
+
+
 def test_the_charts_draw_every_day_and_series_with_tables_under_them(two_esps, people):
     page = client_for(people["viewer"]).get(PAGE + "?period=7").content.decode()
     counts_svg = re.search(r'<svg class="maillog-chart maillog-chart--wide".*?</svg>', page, re.S)

@@ -584,6 +584,21 @@ def test_content_text_part_keeps_links_readable():
     assert re.search(r"<", text) is None
 
 
+def test_site_relative_links_are_made_absolute_the_site_root_too(settings):
+    """``/`` and ``/path`` get the site's address; ``//host`` and full URLs are kept."""
+    settings.WAGTAIL_MAILLOG = {"PUBLIC_BASE_URL": "https://club.example/"}
+    html = (
+        '<a href="/">Home</a> <a href="/events/?y=1">Events</a> <img src="/media/a.png">'
+        ' <a href="//cdn.example/x">CDN</a> <a href="https://other.example/">Other</a>'
+    )
+    assert content.absolute_urls(html) == (
+        '<a href="https://club.example/">Home</a>'
+        ' <a href="https://club.example/events/?y=1">Events</a>'
+        ' <img src="https://club.example/media/a.png">'
+        ' <a href="//cdn.example/x">CDN</a> <a href="https://other.example/">Other</a>'
+    )
+
+
 def test_a_page_as_the_body(settings, members, held, django_capture_on_commit_callbacks):
     """The chosen page, rendered with its own template; its links made absolute."""
     from wagtail.models import Page

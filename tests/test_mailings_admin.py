@@ -127,6 +127,38 @@ def test_publisher_sends_and_results_viewer_follows(django_capture_on_commit_cal
     assert "Results last updated" in refresh.content.decode()
 
 
+def test_the_members_left_out_are_listed_in_the_order_of_the_address_statuses(
+    django_capture_on_commit_callbacks,
+):
+    """Unconfirmed, requested, then the problems as AddressStatus lists them
+    (not the alphabetical order of the status codes), in the preview and the results."""
+    for name, status in (
+        ("Spam", AddressStatus.SPAM),
+        ("Blocked", AddressStatus.BLOCKED),
+        ("Requested", AddressStatus.REQUESTED),
+        ("Unconfirmed", AddressStatus.UNCONFIRMED),
+        ("Invalid", AddressStatus.INVALID),
+        ("Unsubscribed", AddressStatus.UNSUBSCRIBED),
+    ):
+        Member.objects.create(name=name, email=f"{name.lower()}@example.com")
+        set_status([(f"{name.lower()}@example.com", status, "t")])
+    expected = [
+        ("Unconfirmed", 1),
+        ("Confirmation requested", 1),
+        ("Problem (bounced)", 1),
+        ("Problem (spam)", 1),
+        ("Problem (unsubscribed)", 1),
+        ("Problem (blocked)", 1),
+        ("Problem (invalid address)", 1),
+    ]
+    draft = mailing()
+    client = client_for(make_user("boss", *COMPOSE, "send_mailing", "view_mailing_results"))
+    assert client.get(url("preview", draft)).context["skipped"] == expected
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url("send", draft), {"when": "now"})
+    assert client.get(url("progress", draft)).context["skipped"] == expected
+
+
 def test_edit_of_a_sent_mailing_goes_to_its_overview(django_capture_on_commit_callbacks):
     sent = mailing(state=MailingState.QUEUED)
     client = client_for(make_user("ed", *COMPOSE))

@@ -26,7 +26,7 @@ class MemberViewSet(SnippetViewSet):
         FieldPanel("email"),
         FieldPanel("joined"),
         AddressStatusPanel(),
-        RelatedMailPanel(heading="Mail to this member"),
+        RelatedMailPanel(heading="Mail to and about this member"),
     ]
 
 

@@ -9,8 +9,8 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
-from wagtail.admin.widgets import BooleanRadioSelect
 
+from ..admin.filters import YesNoFilter
 from ..models import Address, AddressStatus
 from ..models.addresses import PROBLEMS
 
@@ -21,9 +21,8 @@ class AddressFilterSet(WagtailFilterSet):
         choices=AddressStatus.choices,
         widget=forms.CheckboxSelectMultiple,
     )
-    problem = django_filters.BooleanFilter(
-        label=_("Has a problem"), method="filter_problem", widget=BooleanRadioSelect
-    )
+    # ``?problem=true``: the dashboard's "All addresses with a problem"; chip "Yes" / "No"
+    problem = YesNoFilter(label=_("Has a problem"), method="filter_problem")
     status_at = django_filters.DateFromToRangeFilter(label=_("Since"), widget=DateRangePickerWidget)
 
     class Meta:

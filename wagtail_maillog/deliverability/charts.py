@@ -117,6 +117,32 @@ def _num(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
 
+#: A rule label's line height in the chart's units: its text is 11-13 px (the
+#: stylesheet), drawn in a chart at most its own size.
+RULE_LABEL_LINE = 16.0
+#: The gap between a rule and the baseline of its label above it.
+RULE_LABEL_ABOVE = 5.0
+#: The baseline of a label below its rule: the text hangs just under the rule.
+RULE_LABEL_BELOW = 14.0
+
+
+def rule_label_positions(rule_y: Sequence[float]) -> list[float]:
+    """The baselines of the rules' labels (rules at ``rule_y``, in any order).
+
+    From the top: a label sits just above its rule; if that is within a line of the
+    label before it, it goes just below its rule, and further down if still needed,
+    so that no two labels are less than :data:`RULE_LABEL_LINE` apart."""
+    found = [0.0] * len(rule_y)
+    previous: float | None = None
+    for i in sorted(range(len(rule_y)), key=lambda i: rule_y[i]):
+        baseline = rule_y[i] - RULE_LABEL_ABOVE
+        if previous is not None and baseline - previous < RULE_LABEL_LINE:
+            baseline = max(rule_y[i] + RULE_LABEL_BELOW, previous + RULE_LABEL_LINE)
+        found[i] = baseline
+        previous = baseline
+    return found
+
+
 def line_chart(
     days: Sequence[date],
     lines: Sequence[Line],
@@ -207,8 +233,10 @@ def line_chart(
             )
         )
     parts.append(format_html('<g class="maillog-chart__days">{}</g>', mark_safe("".join(labels))))
-    # thresholds
+    # thresholds: each label above its line, or below it when that would overlap a
+    # label above (two limits close together on a tall axis)
     if rules:
+        label_y = rule_label_positions([y(r.value) for r in rules])
         parts.append(
             format_html(
                 '<g class="maillog-chart__rules">{}</g>',
@@ -226,11 +254,11 @@ def line_chart(
                             _num(y(r.value)),
                             r.level,
                             _num(width - right - 2),
-                            _num(y(r.value) - 5),
+                            _num(label_y[i]),
                             r.level,
                             r.label,
                         )
-                        for r in rules
+                        for i, r in enumerate(rules)
                     ),
                 ),
             )

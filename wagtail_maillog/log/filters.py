@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import django_filters
@@ -9,17 +11,23 @@ from django import forms
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections, router
 from django.db.models import QuerySet
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
+from wagtail.admin.active_filters import (
+    ActiveFilter,
+    BaseFilterAdapter,
+    register_filter_adapter_class,
+)
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
-from wagtail.admin.widgets import BooleanRadioSelect
 
+from ..admin.filters import YesNoFilter
 from ..models import Message, Recipient
 from ..sources import source_label
 from ..status import NOT_DELIVERED, Status
 from .access import visible_messages
 
 #: The filter drawer's choices read from the messages: the filter, its ``Message`` field.
-CHOICE_FIELDS = {"source": "source", "esp": "esp_name", "related_type": "content_type"}
+CHOICE_FIELDS = {"source": "source", "esp": "esp_name", "related": "content_type"}
 
 
 def choice_values(messages: QuerySet[Message]) -> dict[str, list[Any]]:
@@ -93,7 +101,10 @@ def _distinct_by_index_all(fields: list[str]) -> dict[str, list[Any]]:
 
 def _content_type_choices(ids: list[int]) -> list[tuple[int, str]]:
     """``(id, name)`` of the content types, from Django's cache of them (no query once
-    each is known), ordered as the model choice list they replace (app, model)."""
+    each is known), ordered as the model choice list they replace (app, model).
+
+    The name is the model's ("Member"); with the app's after it ("Member (Club)")
+    only where two apps have a model of that name."""
     types = []
     for pk in ids:
         try:
@@ -101,7 +112,107 @@ def _content_type_choices(ids: list[int]) -> list[tuple[int, str]]:
         except ContentType.DoesNotExist:  # a model removed since: nothing to filter on
             continue
     types.sort(key=lambda ct: (ct.app_label, ct.model))
-    return [(ct.pk, str(ct)) for ct in types]
+    names = Counter(str(ct.name).lower() for ct in types)
+    return [(ct.pk, _type_label(ct, names[str(ct.name).lower()] > 1)) for ct in types]
+
+
+def _type_label(ct: ContentType, with_app: bool) -> str:
+    name = capfirst(ct.name)
+    if not with_app:
+        return name
+    model = ct.model_class()
+    return f"{name} ({model._meta.app_config.verbose_name if model else ct.app_label})"
+
+
+class RelatedWidget(forms.MultiWidget):
+    """The related type (a select) and the related object's id (hidden: set by the
+    links to "All mail about this…"), ``related_type`` and ``related_id`` in the URL."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"type": forms.Select, "id": forms.HiddenInput}, attrs)
+
+    def decompress(self, value: Any) -> list[Any]:
+        return list(value) if value else [None, None]
+
+    def id_for_label(self, id_: str) -> str:
+        return f"{id_}_0" if id_ else ""  # the select: the filter's label names it
+
+
+class RelatedField(forms.MultiValueField):
+    """``(content type id, object id)``, the object id ``""`` for "any of this type";
+    ``None`` without a type (an id is one only within its model)."""
+
+    widget = RelatedWidget
+
+    def __init__(self, *, choices: Any = (), **kwargs: Any) -> None:
+        choices = [("", "---------"), *choices]
+        fields = (
+            forms.TypedChoiceField(choices=choices, coerce=int, required=False),
+            forms.CharField(required=False, max_length=64),
+        )
+        super().__init__(fields, require_all_fields=False, **kwargs)
+        self.widget.widgets[0].choices = choices
+
+    def compress(self, data_list: list[Any]) -> tuple[int, str] | None:
+        if not data_list or data_list[0] in (None, ""):
+            return None
+        return data_list[0], data_list[1] or ""
+
+
+class RelatedFilter(django_filters.Filter):
+    """The mail about one object (type and id), or about any object of one type.
+
+    One filter, so that the filter drawer has one entry, "Related type", and no empty
+    one for the hidden id; its chip names the object (:class:`RelatedFilterAdapter`)."""
+
+    field_class = RelatedField
+
+    def filter(self, qs: QuerySet[Recipient], value: Any) -> QuerySet[Recipient]:
+        if not value:
+            return qs
+        content_type_id, object_id = value
+        qs = qs.filter(message__content_type=content_type_id)
+        return qs.filter(message__object_id=object_id) if object_id else qs
+
+
+class RelatedFilterAdapter(BaseFilterAdapter):
+    """ "Related object: Oskar Lindberg (member)" for one object, with the name the
+    newest mail about it gave it; "Related type: Member" for a whole type. Removing
+    the chip removes both the type and the id."""
+
+    def get_active_filters(self) -> Iterator[ActiveFilter]:
+        content_type_id, object_id = self.value
+        names = [self.name + suffix for suffix in self.filter.field.widget.widgets_names]
+        if object_id:
+            label, value = _("Related object"), self.object_label(content_type_id, object_id)
+        else:
+            choices = dict(self.filter.field.fields[0].choices)
+            label, value = self.filter.label, str(choices.get(content_type_id, content_type_id))
+        yield ActiveFilter(
+            self.bound_field.auto_id, label, value, self.get_url_without_filter_param(names)
+        )
+
+    def object_label(self, content_type_id: int, object_id: str) -> str:
+        try:
+            type_name = str(ContentType.objects.get_for_id(content_type_id).name)
+        except ContentType.DoesNotExist:
+            type_name = ""
+        request = getattr(getattr(self.filter, "parent", None), "request", None)
+        user = getattr(request, "user", None)  # the name in the mail this user may see
+        messages = visible_messages(user) if user is not None else Message.objects.none()
+        name = (
+            messages.filter(content_type_id=content_type_id, object_id=object_id)
+            .exclude(related_label="")
+            .order_by("-created_at")
+            .values_list("related_label", flat=True)
+            .first()
+        )
+        if name and type_name:
+            return f"{name} ({type_name})"
+        return name or f"{type_name} {object_id}".strip()
+
+
+register_filter_adapter_class(RelatedFilter, RelatedFilterAdapter)
 
 
 #: The status filter's value for "every status in NOT_DELIVERED".
@@ -123,25 +234,18 @@ class MailLogFilterSet(WagtailFilterSet):
         choices=(),
     )
     # Choices, not a model choice list: that would read the content types on every view.
-    related_type = django_filters.ChoiceFilter(
-        label=_("Related type"),
-        field_name="message__content_type",
-        choices=(),
-    )
-    related_id = django_filters.CharFilter(
-        label=_("Related id"), field_name="message__object_id", widget=forms.HiddenInput
-    )
+    # ``?related_type=…&related_id=…``: the links to "All mail about this…".
+    related = RelatedFilter(label=_("Related type"), choices=())
     esp = django_filters.ChoiceFilter(
         label=_("ESP"),
         field_name="message__esp_name",
         choices=(),
     )
-    opened = django_filters.BooleanFilter(
+    opened = YesNoFilter(
         label=_("Opened"),
         field_name="opened_at",
         lookup_expr="isnull",
-        exclude=True,
-        widget=BooleanRadioSelect,  # Wagtail's All / Yes / No, nothing in the URL for "All"
+        exclude=True,  # Wagtail's All / Yes / No, nothing in the URL for "All"
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -154,8 +258,8 @@ class MailLogFilterSet(WagtailFilterSet):
             (v, source_label(v)) for v in values[CHOICE_FIELDS["source"]]
         ]
         self.filters["esp"].extra["choices"] = [(v, v) for v in values[CHOICE_FIELDS["esp"]]]
-        self.filters["related_type"].extra["choices"] = _content_type_choices(
-            values[CHOICE_FIELDS["related_type"]]
+        self.filters["related"].extra["choices"] = _content_type_choices(
+            values[CHOICE_FIELDS["related"]]
         )
 
     def filter_status(

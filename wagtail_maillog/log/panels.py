@@ -16,7 +16,7 @@ class RelatedMailPanel(Panel):
     """Shows the newest mails related to the edited object, with their status.
 
     For a registered member model (``members.register``) it also lists the mail
-    sent to the member's address, and its heading reads "Mail to this member".
+    sent to the member's address, and its heading reads "Mail to and about this member".
 
     ``panels = [FieldPanel("name"), RelatedMailPanel()]``
     """
@@ -38,7 +38,7 @@ class RelatedMailPanel(Panel):
 
     def on_model_bound(self) -> None:
         if not self.heading_given and any(s.model is self.model for s in members.registered()):
-            self.heading = _("Mail to this member")
+            self.heading = _("Mail to and about this member")
 
     class BoundPanel(Panel.BoundPanel):
         template_name = "wagtail_maillog/panels/related_mail.html"

@@ -35,7 +35,8 @@ FIELDS = ("name", "email", "unsubscribe_url")
 FIELD = re.compile(r"\{\{\s*(" + "|".join(FIELDS) + r")\s*\}\}")
 #: A merge field inside an href, as the rich text editor stores it.
 _ESCAPED_FIELD = re.compile(r"%7B%7B\s*(" + "|".join(FIELDS) + r")\s*%7D%7D", re.IGNORECASE)
-_URL_ATTRIBUTE = re.compile(r'(\s(?:href|src)=")(/[^/"][^"]*)"')
+#: A site-relative link or image: ``/`` or ``/path``, not protocol-relative ``//host``.
+_URL_ATTRIBUTE = re.compile(r'(\s(?:href|src)=")(/(?!/)[^"]*)"')
 EMAIL_TEMPLATE = "wagtail_maillog/mailings/email.html"
 #: Never in a header: line breaks (CR, LF, Unicode's) and every other control character.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

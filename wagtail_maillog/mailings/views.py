@@ -32,7 +32,7 @@ from wagtail.admin.viewsets.model import ModelViewSet
 
 from ..admin.menu import MAIL_MENU_HOOK as MENU_HOOK
 from ..mailings import audiences, content, results, sending
-from ..models import Mailing, MailingState
+from ..models import AddressStatus, Mailing, MailingState
 from ..models.outbox import CANCELLABLE_STATES
 from ..outbox import access as outbox_access
 from ..outbox import connectors
@@ -155,6 +155,33 @@ class MailingMixin(WagtailAdminTemplateMixin):
         return items
 
 
+#: The order of the reasons a member is left out: no address, not asked yet, not
+#: confirmed yet, then the problems as :class:`AddressStatus` lists them; shared last.
+REASON_ORDER = [
+    audiences.NO_ADDRESS,
+    audiences.NOT_KNOWN,
+    *(s.value for s in AddressStatus if s != AddressStatus.CONFIRMED),
+    audiences.DUPLICATE,
+]
+
+
+def left_out(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """``(reason, count)`` of the members left out, in :data:`REASON_ORDER` (a reason
+    it does not know after those, by key), none with a count of 0."""
+
+    def key(reason: str) -> tuple[int, str]:
+        try:
+            return REASON_ORDER.index(reason), ""
+        except ValueError:
+            return len(REASON_ORDER), reason
+
+    return [
+        (audiences.reason_label(k), n)
+        for k, n in sorted(counts.items(), key=lambda i: key(i[0]))
+        if n
+    ]
+
+
 def progress_context(mailing: Mailing, user: Any) -> dict[str, Any]:
     summary = results.summary(mailing)
     results.settle(mailing, summary)  # "sending" → "sent" as soon as no recipient waits
@@ -163,9 +190,7 @@ def progress_context(mailing: Mailing, user: Any) -> dict[str, Any]:
         "summary": summary,
         "busy": results.is_busy(mailing, summary),
         "problems": results.problem_recipients(mailing),
-        "skipped": [
-            (audiences.reason_label(k), n) for k, n in sorted((mailing.skipped or {}).items()) if n
-        ],
+        "skipped": left_out(mailing.skipped or {}),
         "state_badge": state_badge(mailing),
         "refresh_url": _url("refresh", mailing),
         "can_refresh": access.can_view_results(user),
@@ -284,9 +309,7 @@ class PreviewView(MailingMixin, TemplateView):
         breakdown = audience.breakdown() if audience else {}
         receive = audience.distinct_confirmed() if audience else 0
         confirmed = breakdown.get("confirmed", 0)
-        skipped = [
-            (audiences.reason_label(k), n) for k, n in sorted(breakdown.items()) if k != "confirmed"
-        ]
+        skipped = left_out({k: n for k, n in breakdown.items() if k != "confirmed"})
         if confirmed > receive:
             skipped.append((audiences.reason_label(audiences.DUPLICATE), confirmed - receive))
         built = content.build(mailing)

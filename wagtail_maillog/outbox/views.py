@@ -30,9 +30,9 @@ from wagtail.admin.paginator import WagtailPaginator
 from wagtail.admin.ui.sidebar import LinkMenuItem as LinkMenuItemComponent
 from wagtail.admin.ui.sidebar import SubMenuItem as SubMenuItemComponent
 from wagtail.admin.views.generic.base import BaseListingView, WagtailAdminTemplateMixin
-from wagtail.admin.widgets import BooleanRadioSelect
 from wagtail.admin.widgets.button import HeaderButton
 
+from ..admin.filters import YesNoFilter
 from ..models import ConnectorState, OutboxItem, Recipient, SendState
 from ..models.messages import Importance, Role
 from ..outbox import connectors, worker
@@ -123,10 +123,8 @@ class OutboxFilterSet(WagtailFilterSet):
         field_name="message__importance",
         choices=Importance.choices,
     )
-    system_generated = django_filters.BooleanFilter(
-        label=gettext_lazy("System-generated"),
-        field_name="message__system_generated",
-        widget=BooleanRadioSelect,  # Wagtail's All / Yes / No, not django-filter's "Unknown"
+    system_generated = YesNoFilter(
+        label=gettext_lazy("System-generated"), field_name="message__system_generated"
     )
 
     class Meta:
